@@ -1,0 +1,89 @@
+"""Inventory: stock per (SKU, location), reservations, and the default allocation rule."""
+
+from __future__ import annotations
+
+import msgspec
+
+from kernel.catalog import Location
+from kernel.orders import Allocated
+
+
+class StockLevel(msgspec.Struct, kw_only=True):
+    sku: str
+    location_id: str
+    on_hand: int
+    reserved: int = 0
+    low_threshold: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class Reservation(msgspec.Struct, kw_only=True, frozen=True):
+    """Units held for an order (or a checkout about to become one) until ``expires_at``.
+
+    ``expires_at`` is None once the order is placed and paid: the units stay
+    reserved until they are fulfilled, cancelled or returned.
+    """
+
+    order_id: str
+    sku: str
+    location_id: str
+    quantity: int
+    expires_at: float | None
+
+
+class AllocationRequest(msgspec.Struct, kw_only=True):
+    """What an allocation hook decides on: which locations give how many of each SKU."""
+
+    market: str
+    needs: dict[str, int]  # sku -> quantity
+    kind: str  # "ship" | "pickup"
+    pickup_location_id: str | None
+    locations: list[Location]  # the market's locations, warehouses first
+    stock: dict[tuple[str, str], StockLevel]  # (sku, location_id) -> level
+
+
+def available(stock: dict[tuple[str, str], StockLevel], sku: str, location_id: str) -> int:
+    level = stock.get((sku, location_id))
+    return level.available if level else 0
+
+
+def default_allocation(req: AllocationRequest) -> list[Allocated] | None:
+    """Pickup: the chosen store. Ship: one warehouse that has it all, else one store, else split.
+
+    Returns None when the stock in the market cannot cover the need at all.
+    """
+    if req.kind == "pickup" and req.pickup_location_id:
+        loc = req.pickup_location_id
+        if all(available(req.stock, s, loc) >= q for s, q in req.needs.items()):
+            return [Allocated(sku=s, location_id=loc, quantity=q) for s, q in req.needs.items()]
+        return None
+    ordered = sorted(req.locations, key=lambda loc: (loc.kind != "warehouse", loc.id))
+    for loc in ordered:
+        if all(available(req.stock, s, loc.id) >= q for s, q in req.needs.items()):
+            return [Allocated(sku=s, location_id=loc.id, quantity=q) for s, q in req.needs.items()]
+    result: list[Allocated] = []
+    for sku, need in req.needs.items():
+        left = need
+        for loc in ordered:
+            take = min(left, available(req.stock, sku, loc.id))
+            if take > 0:
+                result.append(Allocated(sku=sku, location_id=loc.id, quantity=take))
+                left -= take
+            if not left:
+                break
+        if left:
+            return None
+    return result
+
+
+def shortfalls(req: AllocationRequest) -> dict[str, int]:
+    """SKU -> units available in the market, for each SKU the market cannot cover."""
+    short = {}
+    for sku, need in req.needs.items():
+        total = sum(available(req.stock, sku, loc.id) for loc in req.locations)
+        if total < need:
+            short[sku] = max(total, 0)
+    return short

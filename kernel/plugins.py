@@ -1,0 +1,214 @@
+"""Plugin discovery and one PluginManager per market.
+
+Plugins are found through the ``niaga`` entry-point group (first-party ones
+too). A plugin is a module or a class. A class may declare a ``Config``
+msgspec Struct: the market's settings for it are converted into that Struct at
+load time, and every problem names the market, the plugin, the key and why.
+A market's manager holds only the plugins that market enables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import msgspec
+import pluggy
+
+from kernel import hookspecs
+from kernel.errors import ConfigError
+from kernel.markets import Market
+
+log = logging.getLogger("niaga.plugins")
+hookimpl = pluggy.HookimplMarker("niaga")
+GROUP = "niaga"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    family: str
+    target: Any  # the loaded module or class
+    hooks: list[str] = field(default_factory=list)
+
+
+def _hooks_of(obj: Any) -> list[str]:
+    names = []
+    for attr in dir(obj):
+        if attr.startswith("niaga_") and hasattr(getattr(obj, attr, None), "niaga_impl"):
+            names.append(attr)
+    return sorted(names)
+
+
+def info_for(name: str, target: Any, version: str = "0") -> PluginInfo:
+    family = getattr(target, "family", None) or target.__module__.split(".")[-2:][0]
+    return PluginInfo(name=name, version=version, family=str(family), target=target,
+                      hooks=_hooks_of(target))
+
+
+class Registry:
+    """Every installed plugin by name. Entry points are loaded once, on first use."""
+
+    def __init__(self, extra: dict[str, Any] | None = None, *, discover: bool = True):
+        self._extra = dict(extra or {})
+        self._discover = discover
+
+    @cached_property
+    def plugins(self) -> dict[str, PluginInfo]:
+        found: dict[str, PluginInfo] = {}
+        if self._discover:
+            for ep in entry_points(group=GROUP):
+                found[ep.name] = self._load(ep)
+        for name, target in self._extra.items():
+            found[name] = info_for(name, target, getattr(target, "__version__", "0"))
+        return found
+
+    @staticmethod
+    def _load(ep: EntryPoint) -> PluginInfo:
+        try:
+            target = ep.load()
+        except Exception as exc:  # a broken plugin must name itself
+            raise ConfigError([f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"]) from exc
+        version = ep.dist.version if ep.dist else "0"
+        return info_for(ep.name, target, version)
+
+
+def _config_problem(where: str, exc: Exception) -> str:
+    text = str(exc)
+    if " - at `$" in text:
+        message, _, path = text.partition(" - at `$")
+        return f"{where}{path.rstrip('`')}: {message}"
+    return f"{where}: {text}"
+
+
+def instantiate(info: PluginInfo, settings: dict[str, Any], market: Market) -> Any:
+    """Build the object registered for one market, validating its settings."""
+    target = info.target
+    where = f"markets.{market.code}.plugins.{info.name}"
+    if not isinstance(target, type):
+        if settings:
+            raise ConfigError([f"{where}: this plugin takes no settings"])
+        return target
+    config_type = getattr(target, "Config", None)
+    if config_type is None:
+        if settings:
+            raise ConfigError([f"{where}: this plugin takes no settings"])
+        return target(market=market)
+    try:
+        config = msgspec.convert(settings, config_type)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_config_problem(where, exc)]) from exc
+    try:
+        plugin = target(config=config, market=market)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError([f"{where}: {exc}"]) from exc
+    if not getattr(plugin, "name", None):
+        plugin.name = info.name
+    return plugin
+
+
+class KernelDefaults:
+    """The kernel's own answers, asked last: Babel money formatting and default allocation."""
+
+    name = "kernel"
+
+    @hookimpl(trylast=True)
+    def niaga_allocate_stock(self, request):
+        from kernel.inventory import default_allocation
+
+        return default_allocation(request)
+
+    @hookimpl(trylast=True)
+    def niaga_format_money(self, money, locale):
+        return money.display(locale)
+
+
+class MarketPlugins:
+    """One market's PluginManager, with the four calling conventions."""
+
+    def __init__(self, market: Market, pm: pluggy.PluginManager, names: list[str]):
+        self.market = market
+        self.pm = pm
+        self.names = names
+
+    def first(self, hook: str, **kwargs: Any) -> Any:
+        return getattr(self.pm.hook, hook)(**kwargs)
+
+    def collect(self, hook: str, **kwargs: Any) -> list[Any]:
+        results = getattr(self.pm.hook, hook)(**kwargs)
+        flat: list[Any] = []
+        for item in results:
+            if item is None:
+                continue
+            if isinstance(item, list | tuple):
+                flat.extend(item)
+            else:
+                flat.append(item)
+        return flat
+
+    def chain(self, hook: str, value_arg: str, value: Any, **kwargs: Any) -> Any:
+        caller = getattr(self.pm.hook, hook)
+        # pluggy's call order (last registered first), each impl seeing the previous value
+        for impl in reversed(caller.get_hookimpls()):
+            args = {value_arg: value, **kwargs}
+            result = impl.function(*[args[a] for a in impl.argnames])
+            if result is not None:
+                value = result
+        return value
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception:
+                log.exception("plugin %s failed in %s (ignored)", impl.plugin_name, hook)
+
+    def implementers(self, hook: str) -> list[str]:
+        return [impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()]
+
+
+def build_market_plugins(markets: dict[str, Market], registry: Registry) -> dict[str, MarketPlugins]:
+    """One manager per market, holding only what the market enables; all problems at once."""
+    problems: list[str] = []
+    result: dict[str, MarketPlugins] = {}
+    for code, market in markets.items():
+        pm = pluggy.PluginManager("niaga")
+        pm.add_hookspecs(hookspecs)
+        pm.register(KernelDefaults(), name="kernel")
+        enabled = []
+        for name, settings in market.plugins.items():
+            info = registry.plugins.get(name)
+            if info is None:
+                known = ", ".join(sorted(registry.plugins)) or "none"
+                problems.append(
+                    f"markets.{code}.plugins.{name}: no installed plugin of that name "
+                    f"(installed: {known})"
+                )
+                continue
+            try:
+                plugin = instantiate(info, settings, market)
+                pm.register(plugin, name=name)
+                enabled.append(name)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            except pluggy.PluginValidationError as exc:
+                problems.append(f"markets.{code}.plugins.{name}: {exc}")
+        result[code] = MarketPlugins(market, pm, enabled)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def hook_names() -> list[str]:
+    return sorted(n for n in dir(hookspecs) if n.startswith("niaga_"))
+
+
+def iter_hookspecs() -> Iterable[tuple[str, Callable[..., Any]]]:
+    for name in hook_names():
+        yield name, getattr(hookspecs, name)

@@ -1,0 +1,199 @@
+"""The storage port. Adapters: Piccolo (SQLite, PostgreSQL) now, DynamoDB later.
+
+Carts, orders and customers are documents with a few indexed fields beside
+them; every write that changes money or stock is one atomic operation here,
+so a crash never leaves half an order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+import msgspec
+
+from kernel.cart import Cart
+from kernel.catalog import Location, Product
+from kernel.events import Event
+from kernel.inventory import Reservation, StockLevel
+from kernel.orders import Allocated, Order
+
+
+class Customer(msgspec.Struct, kw_only=True):
+    id: str
+    email: str | None
+    name: str | None = None
+    token_hash: str | None = None
+    created_at: float = 0.0
+    erased: bool = False
+
+
+class IdempotencyRecord(msgspec.Struct, kw_only=True, frozen=True):
+    scope: str  # e.g. "capture:<order id>"
+    key: str
+    request_hash: str
+    status: int
+    body: bytes
+
+
+class StockShortage(Exception):
+    """Raised by :meth:`Store.reserve` with the (sku, location) rows that fell short."""
+
+    def __init__(self, rows: list[tuple[str, str]]):
+        super().__init__(f"not enough stock for {rows}")
+        self.rows = rows
+
+
+class StockEffects(msgspec.Struct, kw_only=True):
+    """Stock changes applied atomically with an order update."""
+
+    release: bool = False  # give back every unit still reserved for the order
+    fulfil: list[Allocated] = []  # units leave: on_hand and reserved both drop
+    restock: list[Allocated] = []  # returned units back on the shelf
+    settle: bool = False  # the order is paid: its reservations no longer expire
+
+
+class Store(ABC):
+    """Everything the kernel persists. Every method is one round of I/O or one atomic write."""
+
+    name: str = "store"
+
+    # lifecycle -------------------------------------------------------------
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def create_schema(self) -> None: ...
+
+    @abstractmethod
+    async def is_empty(self) -> bool: ...
+
+    # catalog ---------------------------------------------------------------
+    @abstractmethod
+    async def put_product(self, product: Product) -> None: ...
+
+    @abstractmethod
+    async def delete_product(self, sku: str) -> bool: ...
+
+    @abstractmethod
+    async def get_products(self, skus: Iterable[str]) -> dict[str, Product]: ...
+
+    @abstractmethod
+    async def list_products(self) -> list[Product]: ...
+
+    @abstractmethod
+    async def put_location(self, location: Location) -> None: ...
+
+    @abstractmethod
+    async def list_locations(self, market: str | None = None) -> list[Location]: ...
+
+    # stock -----------------------------------------------------------------
+    @abstractmethod
+    async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
+                        at: float) -> StockLevel:
+        """Set on_hand (a count); Conflict if it would fall below what is reserved."""
+
+    @abstractmethod
+    async def adjust_stock(self, sku: str, location_id: str, delta: int, reason: str,
+                           at: float) -> StockLevel:
+        """on_hand += delta in one conditional update; Conflict if below reserved or zero."""
+
+    @abstractmethod
+    async def get_stock(self, skus: Iterable[str],
+                        location_ids: Iterable[str] | None = None) -> dict[tuple[str, str],
+                                                                             StockLevel]: ...
+
+    @abstractmethod
+    async def reserve(self, reservations: list[Reservation], events: list[Event]) -> None:
+        """All or nothing: one conditional update per row (available >= quantity).
+
+        Raises :class:`StockShortage` naming the rows that fell short; then nothing is held.
+        """
+
+    @abstractmethod
+    async def release_orphans(self, order_id: str) -> int:
+        """Release the reservations of a checkout that did not become an order."""
+
+    @abstractmethod
+    async def orphan_reservations(self, now: float) -> list[str]:
+        """Order ids with reservations past expiry and no order: crashed checkouts."""
+
+    # carts -----------------------------------------------------------------
+    @abstractmethod
+    async def create_cart(self, cart: Cart) -> None: ...
+
+    @abstractmethod
+    async def get_cart(self, cart_id: str) -> Cart | None: ...
+
+    @abstractmethod
+    async def save_cart(self, cart: Cart, expected_version: int) -> None:
+        """Write ``cart`` (its version already bumped) if the stored one is still at
+        ``expected_version``; else raise :class:`kernel.errors.VersionConflict`."""
+
+    @abstractmethod
+    async def find_open_cart(self, customer_id: str, market: str) -> Cart | None: ...
+
+    # orders ----------------------------------------------------------------
+    @abstractmethod
+    async def place_order(self, order: Order, cart: Cart, expected_cart_version: int,
+                          events: list[Event]) -> None:
+        """Atomically: insert the order, close the cart (version-conditioned), write events.
+
+        VersionConflict if the cart changed meanwhile; Conflict if it already has an order.
+        """
+
+    @abstractmethod
+    async def get_order(self, order_id: str) -> Order | None: ...
+
+    @abstractmethod
+    async def get_order_by_cart(self, cart_id: str) -> Order | None: ...
+
+    @abstractmethod
+    async def list_orders(self, *, customer_id: str | None = None, since: float | None = None,
+                          until: float | None = None, limit: int = 1000) -> list[Order]:
+        """Newest first."""
+
+    @abstractmethod
+    async def save_order(self, order: Order, expected_version: int, events: list[Event],
+                         effects: StockEffects | None = None,
+                         idempotency: IdempotencyRecord | None = None) -> None:
+        """Atomically: the order (version-conditioned), its events, stock effects, and the
+        idempotency record of the request that caused it."""
+
+    @abstractmethod
+    async def unpaid_orders_due(self, now: float, limit: int = 100) -> list[Order]: ...
+
+    # customers -------------------------------------------------------------
+    @abstractmethod
+    async def create_customer(self, customer: Customer) -> None:
+        """Conflict if the email is taken."""
+
+    @abstractmethod
+    async def get_customer(self, customer_id: str) -> Customer | None: ...
+
+    @abstractmethod
+    async def get_customer_by_token(self, token_hash: str) -> Customer | None: ...
+
+    @abstractmethod
+    async def get_customer_by_email(self, email: str) -> Customer | None: ...
+
+    @abstractmethod
+    async def erase_customer(self, customer: Customer, carts: list[Cart],
+                             orders: list[Order]) -> None:
+        """Atomically write the anonymised profile, carts and orders."""
+
+    @abstractmethod
+    async def list_carts(self, customer_id: str) -> list[Cart]: ...
+
+    # outbox and idempotency --------------------------------------------------
+    @abstractmethod
+    async def pending_events(self, limit: int = 100) -> list[Event]: ...
+
+    @abstractmethod
+    async def mark_events_delivered(self, ids: list[str], at: float) -> None: ...
+
+    @abstractmethod
+    async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None: ...

@@ -1,0 +1,579 @@
+"""The Piccolo adapter of the storage port: SQLite (embedded) and PostgreSQL.
+
+Documents (carts, orders, customers, products) are stored as JSON next to the
+columns we query by. Stock is relational, because the one thing that must be
+exact under any concurrency is ``UPDATE … WHERE on_hand - reserved >= :q``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from piccolo.columns import Boolean, DoublePrecision, Integer, Text, Varchar
+from piccolo.columns.combination import WhereRaw
+from piccolo.engine.base import Engine
+from piccolo.table import Table
+
+from kernel.cart import Cart
+from kernel.catalog import Location, Product
+from kernel.errors import Conflict, NotFound, VersionConflict
+from kernel.events import Event
+from kernel.inventory import Reservation, StockLevel
+from kernel.orders import Order
+from kernel.store.base import (
+    Customer,
+    IdempotencyRecord,
+    StockEffects,
+    StockShortage,
+    Store,
+)
+
+_enc = msgspec.json.Encoder()
+_dec_cart = msgspec.json.Decoder(Cart)
+_dec_order = msgspec.json.Decoder(Order)
+_dec_product = msgspec.json.Decoder(Product)
+_dec_location = msgspec.json.Decoder(Location)
+_dec_customer = msgspec.json.Decoder(Customer)
+_dec_event_data = msgspec.json.Decoder(dict[str, Any])
+
+
+def _doc(obj: Any) -> str:
+    return _enc.encode(obj).decode()
+
+
+def _stock_key(sku: str, location_id: str) -> str:
+    return f"{sku}@{location_id}"
+
+
+class Tables:
+    """The schema, bound to one engine (tests run SQLite and PostgreSQL side by side)."""
+
+    def __init__(self, engine: Engine):
+        class ProductRow(Table, tablename="niaga_product", db=engine):
+            sku = Varchar(length=64, primary_key=True)
+            doc = Text()
+
+        class LocationRow(Table, tablename="niaga_location", db=engine):
+            id = Varchar(length=64, primary_key=True)
+            doc = Text()
+
+        class StockRow(Table, tablename="niaga_stock", db=engine):
+            id = Varchar(length=140, primary_key=True)  # sku@location
+            sku = Varchar(length=64, index=True)
+            location_id = Varchar(length=64)
+            on_hand = Integer(default=0)
+            reserved = Integer(default=0)
+            low_threshold = Integer(default=0)
+
+        class StockMovementRow(Table, tablename="niaga_stock_movement", db=engine):
+            id = Varchar(length=40, primary_key=True)
+            sku = Varchar(length=64, index=True)
+            location_id = Varchar(length=64)
+            delta = Integer()
+            reason = Varchar(length=64)
+            at = DoublePrecision()
+
+        class ReservationRow(Table, tablename="niaga_reservation", db=engine):
+            id = Varchar(length=200, primary_key=True)  # order:sku@location
+            order_id = Varchar(length=40, index=True)
+            sku = Varchar(length=64)
+            location_id = Varchar(length=64)
+            quantity = Integer()
+            expires_at = DoublePrecision(null=True, index=True)
+
+        class CartRow(Table, tablename="niaga_cart", db=engine):
+            id = Varchar(length=40, primary_key=True)
+            market = Varchar(length=8)
+            customer_id = Varchar(length=40, null=True, index=True)
+            status = Varchar(length=20)
+            version = Integer()
+            updated_at = DoublePrecision()
+            doc = Text()
+
+        class OrderRow(Table, tablename="niaga_order", db=engine):
+            id = Varchar(length=40, primary_key=True)
+            cart_id = Varchar(length=40, unique=True)
+            customer_id = Varchar(length=40, null=True, index=True)
+            market = Varchar(length=8)
+            status = Varchar(length=24, index=True)
+            created_at = DoublePrecision(index=True)
+            payment_due_at = DoublePrecision(null=True, index=True)
+            version = Integer()
+            doc = Text()
+
+        class CustomerRow(Table, tablename="niaga_customer", db=engine):
+            id = Varchar(length=40, primary_key=True)
+            email = Varchar(length=320, null=True, unique=True)
+            token_hash = Varchar(length=64, null=True, unique=True)
+            doc = Text()
+
+        class OutboxRow(Table, tablename="niaga_outbox", db=engine):
+            id = Varchar(length=40, primary_key=True)
+            type = Varchar(length=40)
+            market = Varchar(length=8)
+            subject = Varchar(length=140)
+            at = DoublePrecision()
+            data = Text()
+            delivered = Boolean(default=False, index=True)
+
+        class IdempotencyRow(Table, tablename="niaga_idempotency", db=engine):
+            id = Varchar(length=400, primary_key=True)  # scope|key
+            request_hash = Varchar(length=64)
+            status = Integer()
+            body = Text()
+            created_at = DoublePrecision()
+
+        self.product = ProductRow
+        self.location = LocationRow
+        self.stock = StockRow
+        self.movement = StockMovementRow
+        self.reservation = ReservationRow
+        self.cart = CartRow
+        self.order = OrderRow
+        self.customer = CustomerRow
+        self.outbox = OutboxRow
+        self.idempotency = IdempotencyRow
+        self.all = [ProductRow, LocationRow, StockRow, StockMovementRow, ReservationRow,
+                    CartRow, OrderRow, CustomerRow, OutboxRow, IdempotencyRow]
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return name in ("IntegrityError", "UniqueViolationError") or "UNIQUE" in str(exc)
+
+
+class SqlStore(Store):
+    """Piccolo on SQLite (``sqlite:///path`` or a path) or PostgreSQL (``postgresql://…``)."""
+
+    def __init__(self, url: str, *, pool_size: int = 4):
+        self.url = url
+        if url.startswith(("postgres://", "postgresql://")):
+            from piccolo.engine.postgres import PostgresEngine
+
+            self.engine: Engine = PostgresEngine(config={"dsn": url})
+            self.name = "postgresql"
+        else:
+            from kernel.store.sqlite_engine import PooledSQLiteEngine
+
+            path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+            self.engine = PooledSQLiteEngine(path=path, pool_size=pool_size)
+            self.name = "sqlite"
+        self._pool_size = pool_size
+        self.t = Tables(self.engine)
+
+    # lifecycle -------------------------------------------------------------
+    def _tx(self) -> Any:
+        if self.name == "sqlite":
+            from piccolo.engine.sqlite import TransactionType
+
+            # take the write lock up front: no deadlock upgrading a read lock
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
+    async def start(self) -> None:
+        if self.name == "postgresql":
+            await self.engine.start_connection_pool(min_size=1, max_size=self._pool_size)
+
+    async def close(self) -> None:
+        if self.name == "postgresql":
+            await self.engine.close_connection_pool()
+        else:
+            await self.engine.close_pool()
+
+    async def create_schema(self) -> None:
+        for table in self.t.all:
+            await table.create_table(if_not_exists=True)
+
+    async def drop_schema(self) -> None:
+        for table in reversed(self.t.all):
+            await table.alter().drop_table(if_exists=True)
+
+    async def is_empty(self) -> bool:
+        return not await self.t.product.exists().where(self.t.product.sku.is_not_null())
+
+    # catalog ---------------------------------------------------------------
+    async def put_product(self, product: Product) -> None:
+        P = self.t.product
+        async with self._tx():
+            await P.delete().where(P.sku == product.sku)
+            await P.insert(P(sku=product.sku, doc=_doc(product)))
+
+    async def delete_product(self, sku: str) -> bool:
+        P = self.t.product
+        rows = await P.delete().where(P.sku == sku).returning(P.sku)
+        return bool(rows)
+
+    async def get_products(self, skus: Iterable[str]) -> dict[str, Product]:
+        skus = list(dict.fromkeys(skus))
+        if not skus:
+            return {}
+        P = self.t.product
+        rows = await P.select(P.doc).where(P.sku.is_in(skus))
+        products = [_dec_product.decode(r["doc"]) for r in rows]
+        return {p.sku: p for p in products}
+
+    async def list_products(self) -> list[Product]:
+        P = self.t.product
+        rows = await P.select(P.doc).order_by(P.sku)
+        return [_dec_product.decode(r["doc"]) for r in rows]
+
+    async def put_location(self, location: Location) -> None:
+        L = self.t.location
+        async with self._tx():
+            await L.delete().where(L.id == location.id)
+            await L.insert(L(id=location.id, doc=_doc(location)))
+
+    async def list_locations(self, market: str | None = None) -> list[Location]:
+        L = self.t.location
+        rows = await L.select(L.doc).order_by(L.id)
+        locations = [_dec_location.decode(r["doc"]) for r in rows]
+        return [loc for loc in locations if market is None or market in loc.markets]
+
+    # stock -----------------------------------------------------------------
+    @staticmethod
+    def _level(row: dict[str, Any]) -> StockLevel:
+        return StockLevel(sku=row["sku"], location_id=row["location_id"], on_hand=row["on_hand"],
+                          reserved=row["reserved"], low_threshold=row["low_threshold"])
+
+    async def _movement(self, sku: str, location_id: str, delta: int, reason: str,
+                        at: float) -> None:
+        from kernel.ids import new_id
+
+        M = self.t.movement
+        await M.insert(M(id=new_id(), sku=sku, location_id=location_id, delta=delta,
+                         reason=reason, at=at))
+
+    async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
+                        at: float) -> StockLevel:
+        S = self.t.stock
+        key = _stock_key(sku, location_id)
+        async with self._tx():
+            rows = await S.select().where(S.id == key)
+            if not rows:
+                await S.insert(S(id=key, sku=sku, location_id=location_id, on_hand=on_hand,
+                                 reserved=0))
+                await self._movement(sku, location_id, on_hand, reason, at)
+                return StockLevel(sku=sku, location_id=location_id, on_hand=on_hand)
+            current = self._level(rows[0])
+            if on_hand < current.reserved:
+                raise Conflict(
+                    f"on_hand {on_hand} is below the {current.reserved} unit(s) reserved for "
+                    f"orders of {sku} at {location_id}",
+                    errors=[{"field": "on_hand", "message": f"must be at least {current.reserved}"}],
+                )
+            await S.update({S.on_hand: on_hand}).where(S.id == key)
+            await self._movement(sku, location_id, on_hand - current.on_hand, reason, at)
+            current.on_hand = on_hand
+            return current
+
+    async def adjust_stock(self, sku: str, location_id: str, delta: int, reason: str,
+                           at: float) -> StockLevel:
+        S = self.t.stock
+        key = _stock_key(sku, location_id)
+        async with self._tx():
+            rows = await (
+                S.update({S.on_hand: S.on_hand + delta})
+                .where((S.id == key) & WhereRaw("on_hand + {} >= reserved", delta)
+                       & WhereRaw("on_hand + {} >= 0", delta))
+                .returning(S.sku, S.location_id, S.on_hand, S.reserved, S.low_threshold)
+            )
+            if not rows:
+                exists = await S.select(S.on_hand, S.reserved).where(S.id == key)
+                if not exists:
+                    raise NotFound(f"no stock record for {sku} at {location_id}")
+                level = exists[0]
+                raise Conflict(
+                    f"adjusting {sku} at {location_id} by {delta} would leave "
+                    f"{level['on_hand'] + delta} on hand with {level['reserved']} reserved",
+                    errors=[{"field": "delta", "message": "would go below reserved stock"}],
+                )
+            await self._movement(sku, location_id, delta, reason, at)
+            return self._level(rows[0])
+
+    async def get_stock(self, skus: Iterable[str],
+                        location_ids: Iterable[str] | None = None
+                        ) -> dict[tuple[str, str], StockLevel]:
+        skus = list(dict.fromkeys(skus))
+        if not skus:
+            return {}
+        S = self.t.stock
+        query = S.select().where(S.sku.is_in(skus))
+        if location_ids is not None:
+            locs = list(location_ids)
+            if not locs:
+                return {}
+            query = query.where(S.location_id.is_in(locs))
+        return {(r["sku"], r["location_id"]): self._level(r) for r in await query}
+
+    async def reserve(self, reservations: list[Reservation], events: list[Event]) -> None:
+        S, R = self.t.stock, self.t.reservation
+        # a fixed row order means two checkouts never wait on each other in a cycle
+        ordered = sorted(reservations, key=lambda r: (r.sku, r.location_id))
+        short: list[tuple[str, str]] = []
+        low: list[StockLevel] = []
+        async with self._tx() as tx:
+            for res in ordered:
+                rows = await (
+                    S.update({S.reserved: S.reserved + res.quantity})
+                    .where((S.id == _stock_key(res.sku, res.location_id))
+                           & WhereRaw("on_hand - reserved >= {}", res.quantity))
+                    .returning(S.sku, S.location_id, S.on_hand, S.reserved, S.low_threshold)
+                )
+                if not rows:
+                    short.append((res.sku, res.location_id))
+                    break  # the whole reservation is void; no need to try the rest
+                level = self._level(rows[0])
+                if level.low_threshold and level.available <= level.low_threshold < (
+                    level.available + res.quantity
+                ):
+                    low.append(level)
+            if short:
+                await tx.rollback()
+            else:
+                await R.insert(*[
+                    R(id=f"{r.order_id}:{_stock_key(r.sku, r.location_id)}", order_id=r.order_id,
+                      sku=r.sku, location_id=r.location_id, quantity=r.quantity,
+                      expires_at=r.expires_at)
+                    for r in ordered
+                ])
+                all_events = events + [_low_stock_event(level, ordered[0]) for level in low]
+                if all_events:
+                    await self._write_events(all_events)
+        if short:
+            raise StockShortage(short)
+
+    async def _release(self, order_id: str) -> int:
+        """Inside a transaction: give back what is still reserved for an order."""
+        S, R = self.t.stock, self.t.reservation
+        rows = await R.delete().where(R.order_id == order_id).returning(
+            R.sku, R.location_id, R.quantity)
+        for row in sorted(rows, key=lambda r: (r["sku"], r["location_id"])):
+            if row["quantity"]:
+                await S.update({S.reserved: S.reserved - row["quantity"]}).where(
+                    S.id == _stock_key(row["sku"], row["location_id"]))
+        return sum(r["quantity"] for r in rows)
+
+    async def release_orphans(self, order_id: str) -> int:
+        O = self.t.order
+        async with self._tx():
+            if await O.exists().where(O.id == order_id):
+                return 0  # it became an order after all; the order owns the stock now
+            return await self._release(order_id)
+
+    async def orphan_reservations(self, now: float) -> list[str]:
+        R, O = self.t.reservation, self.t.order
+        rows = await R.select(R.order_id).where(
+            (R.expires_at < now) & R.expires_at.is_not_null()).distinct()
+        ids = [r["order_id"] for r in rows]
+        if not ids:
+            return []
+        placed = {r["id"] for r in await O.select(O.id).where(O.id.is_in(ids))}
+        return [i for i in ids if i not in placed]
+
+    # carts -----------------------------------------------------------------
+    async def create_cart(self, cart: Cart) -> None:
+        C = self.t.cart
+        await C.insert(C(id=cart.id, market=cart.market, customer_id=cart.customer_id,
+                         status=cart.status, version=cart.version, updated_at=cart.updated_at,
+                         doc=_doc(cart)))
+
+    async def get_cart(self, cart_id: str) -> Cart | None:
+        C = self.t.cart
+        rows = await C.select(C.doc).where(C.id == cart_id)
+        return _dec_cart.decode(rows[0]["doc"]) if rows else None
+
+    def _cart_update(self, cart: Cart, expected_version: int) -> Any:
+        C = self.t.cart
+        return C.update({C.doc: _doc(cart), C.version: cart.version, C.status: cart.status,
+                         C.customer_id: cart.customer_id, C.market: cart.market,
+                         C.updated_at: cart.updated_at}).where(
+            (C.id == cart.id) & (C.version == expected_version)).returning(C.id)
+
+    async def save_cart(self, cart: Cart, expected_version: int) -> None:
+        if not await self._cart_update(cart, expected_version):
+            raise VersionConflict(
+                f"cart {cart.id} changed since version {expected_version}; read it and retry")
+
+    async def find_open_cart(self, customer_id: str, market: str) -> Cart | None:
+        C = self.t.cart
+        rows = await C.select(C.doc).where(
+            (C.customer_id == customer_id) & (C.market == market) & (C.status == "open")
+        ).order_by(C.updated_at, ascending=False).limit(1)
+        return _dec_cart.decode(rows[0]["doc"]) if rows else None
+
+    async def list_carts(self, customer_id: str) -> list[Cart]:
+        C = self.t.cart
+        rows = await C.select(C.doc).where(C.customer_id == customer_id)
+        return [_dec_cart.decode(r["doc"]) for r in rows]
+
+    # orders ----------------------------------------------------------------
+    def _order_row(self, order: Order) -> Any:
+        O = self.t.order
+        return O(id=order.id, cart_id=order.cart_id, customer_id=order.customer_id,
+                 market=order.market, status=order.status, created_at=order.created_at,
+                 payment_due_at=order.payment_due_at if order.status == "pending_payment"
+                 else None, version=order.version, doc=_doc(order))
+
+    async def place_order(self, order: Order, cart: Cart, expected_cart_version: int,
+                          events: list[Event]) -> None:
+        O = self.t.order
+        try:
+            async with self._tx():
+                if not await self._cart_update(cart, expected_cart_version):
+                    raise VersionConflict(
+                        f"cart {cart.id} changed during checkout; read it and check out again")
+                await O.insert(self._order_row(order))
+                await self._write_events(events)
+        except VersionConflict:
+            raise
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"cart {cart.id} already has an order") from exc
+            raise
+
+    async def get_order(self, order_id: str) -> Order | None:
+        O = self.t.order
+        rows = await O.select(O.doc).where(O.id == order_id)
+        return _dec_order.decode(rows[0]["doc"]) if rows else None
+
+    async def get_order_by_cart(self, cart_id: str) -> Order | None:
+        O = self.t.order
+        rows = await O.select(O.doc).where(O.cart_id == cart_id)
+        return _dec_order.decode(rows[0]["doc"]) if rows else None
+
+    async def list_orders(self, *, customer_id: str | None = None, since: float | None = None,
+                          until: float | None = None, limit: int = 1000) -> list[Order]:
+        O = self.t.order
+        query = O.select(O.doc).order_by(O.created_at, ascending=False).limit(limit)
+        if customer_id is not None:
+            query = query.where(O.customer_id == customer_id)
+        if since is not None:
+            query = query.where(O.created_at >= since)
+        if until is not None:
+            query = query.where(O.created_at < until)
+        return [_dec_order.decode(r["doc"]) for r in await query]
+
+    async def save_order(self, order: Order, expected_version: int, events: list[Event],
+                         effects: StockEffects | None = None,
+                         idempotency: IdempotencyRecord | None = None) -> None:
+        O, S, R, IDEM = self.t.order, self.t.stock, self.t.reservation, self.t.idempotency
+        async with self._tx():
+            rows = await O.update({
+                O.doc: _doc(order), O.status: order.status, O.version: order.version,
+                O.customer_id: order.customer_id,
+                O.payment_due_at: order.payment_due_at if order.status == "pending_payment"
+                else None,
+            }).where((O.id == order.id) & (O.version == expected_version)).returning(O.id)
+            if not rows:
+                raise VersionConflict(f"order {order.number} changed meanwhile; retry")
+            if effects is not None:
+                for item in sorted(effects.fulfil, key=lambda a: (a.sku, a.location_id)):
+                    key = _stock_key(item.sku, item.location_id)
+                    await S.update({S.on_hand: S.on_hand - item.quantity,
+                                    S.reserved: S.reserved - item.quantity}).where(S.id == key)
+                    await R.update({R.quantity: R.quantity - item.quantity}).where(
+                        R.id == f"{order.id}:{key}")
+                for item in sorted(effects.restock, key=lambda a: (a.sku, a.location_id)):
+                    await S.update({S.on_hand: S.on_hand + item.quantity}).where(
+                        S.id == _stock_key(item.sku, item.location_id))
+                    await self._movement(item.sku, item.location_id, item.quantity, "return",
+                                         order.history[-1].at if order.history else time.time())
+                if effects.release:
+                    await self._release(order.id)
+                if effects.settle:
+                    await R.update({R.expires_at: None}).where(R.order_id == order.id)
+            if events:
+                await self._write_events(events)
+            if idempotency is not None:
+                await IDEM.insert(IDEM(id=f"{idempotency.scope}|{idempotency.key}",
+                                       request_hash=idempotency.request_hash,
+                                       status=idempotency.status,
+                                       body=idempotency.body.decode(), created_at=time.time()))
+
+    async def unpaid_orders_due(self, now: float, limit: int = 100) -> list[Order]:
+        O = self.t.order
+        rows = await O.select(O.doc).where(
+            (O.status == "pending_payment") & (O.payment_due_at < now)).limit(limit)
+        return [_dec_order.decode(r["doc"]) for r in rows]
+
+    # customers -------------------------------------------------------------
+    def _customer_row(self, customer: Customer) -> Any:
+        return self.t.customer(id=customer.id, email=customer.email,
+                               token_hash=customer.token_hash, doc=_doc(customer))
+
+    async def create_customer(self, customer: Customer) -> None:
+        try:
+            await self.t.customer.insert(self._customer_row(customer))
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"a customer with email {customer.email} exists",
+                               errors=[{"field": "email", "message": "already registered"}]
+                               ) from exc
+            raise
+
+    async def _customer_where(self, clause: Any) -> Customer | None:
+        K = self.t.customer
+        rows = await K.select(K.doc).where(clause)
+        return _dec_customer.decode(rows[0]["doc"]) if rows else None
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        return await self._customer_where(self.t.customer.id == customer_id)
+
+    async def get_customer_by_token(self, token_hash: str) -> Customer | None:
+        return await self._customer_where(self.t.customer.token_hash == token_hash)
+
+    async def get_customer_by_email(self, email: str) -> Customer | None:
+        return await self._customer_where(self.t.customer.email == email)
+
+    async def erase_customer(self, customer: Customer, carts: list[Cart],
+                             orders: list[Order]) -> None:
+        K, C, O = self.t.customer, self.t.cart, self.t.order
+        async with self._tx():
+            await K.update({K.email: customer.email, K.token_hash: customer.token_hash,
+                            K.doc: _doc(customer)}).where(K.id == customer.id)
+            for cart in carts:
+                await C.update({C.doc: _doc(cart)}).where(C.id == cart.id)
+            for order in orders:
+                await O.update({O.doc: _doc(order)}).where(O.id == order.id)
+
+    # outbox and idempotency --------------------------------------------------
+    async def _write_events(self, events: list[Event]) -> None:
+        E = self.t.outbox
+        await E.insert(*[
+            E(id=e.id, type=e.type, market=e.market, subject=e.subject, at=e.at,
+              data=_doc(e.data), delivered=False)
+            for e in events
+        ])
+
+    async def pending_events(self, limit: int = 100) -> list[Event]:
+        E = self.t.outbox
+        rows = await E.select().where(E.delivered == False).order_by(E.at).limit(limit)  # noqa: E712
+        return [Event(id=r["id"], type=r["type"], market=r["market"], subject=r["subject"],
+                      at=r["at"], data=_dec_event_data.decode(r["data"])) for r in rows]
+
+    async def mark_events_delivered(self, ids: list[str], at: float) -> None:
+        if ids:
+            E = self.t.outbox
+            await E.update({E.delivered: True}).where(E.id.is_in(ids))
+
+    async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
+        IDEM = self.t.idempotency
+        rows = await IDEM.select().where(IDEM.id == f"{scope}|{key}")
+        if not rows:
+            return None
+        r = rows[0]
+        return IdempotencyRecord(scope=scope, key=key, request_hash=r["request_hash"],
+                                 status=r["status"], body=r["body"].encode())
+
+
+def _low_stock_event(level: StockLevel, sample: Reservation) -> Event:
+    from kernel.ids import new_id
+
+    return Event(id=new_id(), type="stock.low", market="*", subject=f"{level.sku}@{level.location_id}",
+                 at=time.time(), data={"sku": level.sku, "location_id": level.location_id,
+                                       "available": level.available,
+                                       "threshold": level.low_threshold,
+                                       "order_id": sample.order_id})

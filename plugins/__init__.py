@@ -1,0 +1,5 @@
+"""Niaga's first-party plugins: tax, payments and carriers.
+
+They are registered through the ``niaga`` entry-point group exactly like
+third-party plugins, and import only the kernel's public names.
+"""

@@ -1,0 +1,1 @@
+"""Carrier plugins: ``flat-rate`` (fixed prices per option) and ``store-pickup``."""

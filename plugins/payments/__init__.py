@@ -1,0 +1,1 @@
+"""Payment plugins: ``testpay`` (development gateway) and ``bank-transfer`` (manual transfer)."""

@@ -1,0 +1,1 @@
+"""Tax plugins: ``vat`` (rates per tax class) and ``us-sales-tax`` (US state rates)."""
