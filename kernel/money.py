@@ -190,7 +190,7 @@ def percent(text: str) -> Fraction:
     """A percentage given as a decimal string ("19", "6.25") as an exact fraction of 100."""
     try:
         value = Fraction(Decimal(str(text)))
-    except (InvalidOperation, ValueError) as exc:
+    except (InvalidOperation, ValueError, OverflowError) as exc:  # "Infinity" overflows
         raise MoneyError(f"{text!r} is not a percentage") from exc
     if value < 0 or value > 100:
         raise MoneyError(f"{text!r} is not a percentage between 0 and 100")

@@ -12,13 +12,14 @@ from kernel.markets import MoneyPolicy
 from kernel.money import Money
 
 OrderStatus = Literal[
-    "pending_payment", "paid", "partially_fulfilled", "fulfilled", "cancelled", "returned",
+    "pending_payment", "authorized", "paid", "partially_fulfilled", "fulfilled", "cancelled", "returned",
     "partially_returned",
 ]
 
 # Every allowed move. Anything else is a 409 naming both states.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending_payment": frozenset({"paid", "cancelled"}),
+    "authorized": frozenset({"paid", "cancelled"}),  # card held, not captured yet
     "paid": frozenset({"partially_fulfilled", "fulfilled", "cancelled", "partially_returned",
                        "returned"}),
     "partially_fulfilled": frozenset({"fulfilled", "partially_returned", "returned", "cancelled"}),

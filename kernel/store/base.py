@@ -50,7 +50,6 @@ class StockEffects(msgspec.Struct, kw_only=True):
     release: bool = False  # give back every unit still reserved for the order
     fulfil: list[Allocated] = []  # units leave: on_hand and reserved both drop
     restock: list[Allocated] = []  # returned units back on the shelf
-    settle: bool = False  # the order is paid: its reservations no longer expire
 
 
 class Store(ABC):
@@ -107,10 +106,12 @@ class Store(ABC):
                                                                              StockLevel]: ...
 
     @abstractmethod
-    async def reserve(self, reservations: list[Reservation], events: list[Event]) -> None:
+    async def reserve(self, reservations: list[Reservation], market: str,
+                      events: list[Event]) -> None:
         """All or nothing: one conditional update per row (available >= quantity).
 
-        Raises :class:`StockShortage` naming the rows that fell short; then nothing is held.
+        Raises :class:`StockShortage` naming every row that fell short; then nothing is
+        held. A row that falls to its low-stock threshold adds a ``stock.low`` event.
         """
 
     @abstractmethod

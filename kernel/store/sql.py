@@ -308,7 +308,8 @@ class SqlStore(Store):
             query = query.where(S.location_id.is_in(locs))
         return {(r["sku"], r["location_id"]): self._level(r) for r in await query}
 
-    async def reserve(self, reservations: list[Reservation], events: list[Event]) -> None:
+    async def reserve(self, reservations: list[Reservation], market: str,
+                      events: list[Event]) -> None:
         S, R = self.t.stock, self.t.reservation
         # a fixed row order means two checkouts never wait on each other in a cycle
         ordered = sorted(reservations, key=lambda r: (r.sku, r.location_id))
@@ -323,8 +324,8 @@ class SqlStore(Store):
                     .returning(S.sku, S.location_id, S.on_hand, S.reserved, S.low_threshold)
                 )
                 if not rows:
-                    short.append((res.sku, res.location_id))
-                    break  # the whole reservation is void; no need to try the rest
+                    short.append((res.sku, res.location_id))  # keep going: name every row
+                    continue
                 level = self._level(rows[0])
                 if level.low_threshold and level.available <= level.low_threshold < (
                     level.available + res.quantity
@@ -339,7 +340,7 @@ class SqlStore(Store):
                       expires_at=r.expires_at)
                     for r in ordered
                 ])
-                all_events = events + [_low_stock_event(level, ordered[0]) for level in low]
+                all_events = events + [_low_stock_event(level, market, ordered[0]) for level in low]
                 if all_events:
                     await self._write_events(all_events)
         if short:
@@ -483,8 +484,6 @@ class SqlStore(Store):
                                          order.history[-1].at if order.history else time.time())
                 if effects.release:
                     await self._release(order.id)
-                if effects.settle:
-                    await R.update({R.expires_at: None}).where(R.order_id == order.id)
             if events:
                 await self._write_events(events)
             if idempotency is not None:
@@ -569,10 +568,10 @@ class SqlStore(Store):
                                  status=r["status"], body=r["body"].encode())
 
 
-def _low_stock_event(level: StockLevel, sample: Reservation) -> Event:
+def _low_stock_event(level: StockLevel, market: str, sample: Reservation) -> Event:
     from kernel.ids import new_id
 
-    return Event(id=new_id(), type="stock.low", market="*", subject=f"{level.sku}@{level.location_id}",
+    return Event(id=new_id(), type="stock.low", market=market, subject=f"{level.sku}@{level.location_id}",
                  at=time.time(), data={"sku": level.sku, "location_id": level.location_id,
                                        "available": level.available,
                                        "threshold": level.low_threshold,

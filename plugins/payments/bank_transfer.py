@@ -54,7 +54,8 @@ class BankTransfer:
                               kind="bank_transfer")]
 
     @hookimpl
-    def niaga_payment_authorize(self, gateway: str, request: PaymentRequest) -> PaymentResult | None:
+    def niaga_payment_authorize(self, gateway: str,
+                                request: PaymentRequest) -> PaymentResult | None:
         if gateway != self.name:
             return None
         digest = hashlib.sha256(request.idempotency_key.encode("utf-8")).hexdigest()[:24]

@@ -124,7 +124,8 @@ class TestPay:
                               kind="card")]
 
     @hookimpl
-    def niaga_payment_authorize(self, gateway: str, request: PaymentRequest) -> PaymentResult | None:
+    def niaga_payment_authorize(self, gateway: str,
+                                request: PaymentRequest) -> PaymentResult | None:
         if gateway != self.name:
             return None
         token = request.data.get("token")

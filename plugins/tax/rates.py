@@ -11,7 +11,7 @@ _RATE_RE = re.compile(r"^\d{1,3}(\.\d+)?$")
 
 
 def parse_rate(key: str, text: str) -> tuple[Fraction, str]:
-    """A percent string ("19", "7.25") as (exact fraction, text for labels); ValueError names key."""
+    """A percent string ("19", "7.25") as (exact fraction, label text); errors name ``key``."""
     cleaned = text.strip()
     if not _RATE_RE.match(cleaned):
         raise ValueError(f"{key}: {text!r} is not a percentage like \"19\" or \"7.25\"")

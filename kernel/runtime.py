@@ -1,0 +1,68 @@
+"""The composition root: markets, plugin managers, the store and the clock, wired once.
+
+The HTTP app, the CLI and (later) the Lambda handlers each build one
+:class:`Niaga` and pass it to the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kernel.catalog import Location
+from kernel.errors import ValidationError
+from kernel.markets import Market
+from kernel.plugins import MarketPlugins, Registry, build_market_plugins
+from kernel.store.base import Store
+
+log = logging.getLogger("niaga")
+LOCATION_TTL_S = 30.0  # locations change rarely; every process re-reads them this often
+
+
+class Niaga:
+    def __init__(self, store: Store, markets: dict[str, Market], *,
+                 registry: Registry | None = None, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.markets = markets
+        self.registry = registry or Registry()
+        self.plugins = build_market_plugins(markets, self.registry)
+        self.clock = clock
+        self._locations: tuple[float, list[Location]] | None = None
+        from kernel.services.events import Dispatcher
+
+        self.dispatcher = Dispatcher(self)
+
+    def market(self, code: str | None, field: str = "market") -> Market:
+        market = self.markets.get(code or "")
+        if market is None:
+            known = ", ".join(sorted(self.markets))
+            raise ValidationError.field(field, f"unknown market {code!r} (known: {known})")
+        return market
+
+    def plugins_for(self, code: str) -> MarketPlugins:
+        return self.plugins[code]
+
+    async def locations(self, market: str | None = None) -> list[Location]:
+        now = time.monotonic()
+        if self._locations is None or now - self._locations[0] > LOCATION_TTL_S:
+            self._locations = (now, await self.store.list_locations())
+        everything = self._locations[1]
+        return [loc for loc in everything if market is None or market in loc.markets]
+
+    def forget_locations(self) -> None:
+        self._locations = None
+
+    async def offload(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run a plugin call that may block (a gateway's HTTPS call) off the event loop."""
+        return await asyncio.to_thread(functools.partial(fn, **kwargs))
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.dispatcher.stop()
+        await self.store.close()

@@ -1,0 +1,1 @@
+"""Use cases: each reads through the storage port, decides with the domain, writes once."""

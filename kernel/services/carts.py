@@ -1,0 +1,301 @@
+"""Cart use cases. Each mutation: read, change, re-price, save conditioned on the version.
+
+A save that loses a race re-reads and re-applies the change (up to three times)
+so two channels editing one cart never lose a line; past that the caller gets
+a clear 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from kernel.cart import (
+    MAX_LINES,
+    Address,
+    Cart,
+    Delivery,
+    Line,
+    check_quantity,
+    empty_cart,
+)
+from kernel.catalog import Location
+from kernel.delivery import DeliveryContext, DeliveryOption
+from kernel.errors import NotFound, OutOfStock, ValidationError, VersionConflict
+from kernel.ids import new_id
+from kernel.money import Money
+from kernel.payments import PaymentMethod
+from kernel.pricing import price_cart
+from kernel.runtime import Niaga
+from kernel.store.base import Customer
+
+RETRIES = 3
+
+
+async def load_cart(ctx: Niaga, cart_id: str) -> Cart:
+    cart = await ctx.store.get_cart(cart_id)
+    if cart is None:
+        raise NotFound(f"no cart {cart_id}")
+    return cart
+
+
+async def pickup_location(ctx: Niaga, cart: Cart) -> Location | None:
+    if cart.delivery is None or cart.delivery.kind != "pickup":
+        return None
+    return next((loc for loc in await ctx.locations(cart.market)
+                 if loc.id == cart.delivery.location_id), None)
+
+
+async def reprice(ctx: Niaga, cart: Cart) -> list[str]:
+    """Re-price in place with current products and plugins; returns the SKUs dropped."""
+    market = ctx.market(cart.market)
+    products = await ctx.store.get_products(line.sku for line in cart.lines)
+    return price_cart(cart, market, products, ctx.plugins_for(cart.market),
+                      await pickup_location(ctx, cart))
+
+
+async def view_cart(ctx: Niaga, cart_id: str) -> Cart:
+    """A cart as it prices now (deleted products dropped); stored as is until the next change."""
+    cart = await load_cart(ctx, cart_id)
+    if cart.status == "open":
+        await reprice(ctx, cart)
+    return cart
+
+
+async def create_cart(ctx: Niaga, market_code: str, channel: str,
+                      customer: Customer | None) -> Cart:
+    market = ctx.market(market_code)
+    if channel not in market.channels:
+        raise ValidationError.field(
+            "channel", f"{channel!r} is not a channel of market {market.code} "
+                       f"({', '.join(market.channels)})")
+    now = ctx.clock()
+    cart = empty_cart(new_id(), market.code, channel, market.currency,
+                      include_tax=market.prices_include_tax,
+                      customer_id=customer.id if customer else None, now=now)
+    await reprice(ctx, cart)
+    await ctx.store.create_cart(cart)
+    ctx.plugins_for(market.code).notify("niaga_cart_updated", cart=cart, market=market)
+    return cart
+
+
+async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[None]],
+                 channel: str | None = None) -> Cart:
+    """Apply ``change`` and save; on a lost race, re-read and re-apply."""
+    for attempt in range(RETRIES):
+        cart = await load_cart(ctx, cart_id)
+        cart.ensure_open()
+        version = cart.version
+        await change(cart)
+        await reprice(ctx, cart)
+        cart.version = version + 1
+        cart.touch(channel, ctx.clock())
+        try:
+            await ctx.store.save_cart(cart, version)
+        except VersionConflict:
+            if attempt == RETRIES - 1:
+                raise
+            continue
+        market = ctx.market(cart.market)
+        ctx.plugins_for(cart.market).notify("niaga_cart_updated", cart=cart, market=market)
+        return cart
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def market_availability(ctx: Niaga, market: str, skus: list[str]) -> dict[str, int]:
+    """Units available to sell in a market, per SKU, over all its locations."""
+    locations = [loc.id for loc in await ctx.locations(market)]
+    stock = await ctx.store.get_stock(skus, locations)
+    totals = dict.fromkeys(skus, 0)
+    for (sku, _loc), level in stock.items():
+        totals[sku] += max(level.available, 0)
+    return totals
+
+
+async def _check_stock(ctx: Niaga, cart: Cart, sku: str, quantity: int) -> None:
+    available = (await market_availability(ctx, cart.market, [sku]))[sku]
+    if quantity > available:
+        raise OutOfStock(
+            f"only {available} of {sku} available in market {cart.market}",
+            errors=[{"field": "quantity", "message": f"{sku}: {available} available"}],
+            sku=sku, available=available,
+        )
+
+
+async def add_line(ctx: Niaga, cart_id: str, sku: str, quantity: int,
+                   channel: str | None = None) -> Cart:
+    check_quantity(quantity)
+    products = await ctx.store.get_products([sku])
+    product = products.get(sku)
+    if product is None:
+        raise ValidationError.field("sku", f"no product {sku!r}")
+
+    async def change(cart: Cart) -> None:
+        market = ctx.market(cart.market)
+        if product.price_in(market.code) is None and ctx.plugins_for(market.code).first(
+                "niaga_convert_price", product=product, market=market) is None:
+            raise ValidationError.field("sku", f"{sku} is not sold in market {market.code}")
+        line = cart.line_for_sku(sku)
+        new_quantity = quantity + (line.quantity if line else 0)
+        check_quantity(new_quantity)
+        await _check_stock(ctx, cart, sku, new_quantity)
+        if line is not None:
+            line.quantity = new_quantity
+            return
+        if len(cart.lines) >= MAX_LINES:
+            raise ValidationError.field("sku", f"a cart holds at most {MAX_LINES} lines")
+        zero = Money.zero(cart.currency)
+        cart.lines.append(Line(id=new_id(), sku=sku, name=sku, quantity=quantity,
+                               unit_price=zero, subtotal=zero, discount=zero, tax=zero,
+                               total=zero))
+        if cart.delivery is not None and cart.delivery.kind == "pickup":
+            cart.delivery = None  # the store may not have the new line; choose again
+
+    return await mutate(ctx, cart_id, change, channel)
+
+
+async def set_quantity(ctx: Niaga, cart_id: str, line_id: str, quantity: int) -> Cart:
+    check_quantity(quantity, allow_zero=True)
+
+    async def change(cart: Cart) -> None:
+        line = cart.line(line_id)
+        if quantity == 0:
+            cart.lines.remove(line)
+            return
+        if quantity > line.quantity:
+            await _check_stock(ctx, cart, line.sku, quantity)
+        line.quantity = quantity
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def remove_line(ctx: Niaga, cart_id: str, line_id: str) -> Cart:
+    async def change(cart: Cart) -> None:
+        cart.lines.remove(cart.line(line_id))
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def set_address(ctx: Niaga, cart_id: str, address: Address) -> Cart:
+    async def change(cart: Cart) -> None:
+        market = ctx.market(cart.market)
+        if address.country not in market.countries:
+            raise ValidationError.field(
+                "country", f"market {market.code} ships to {', '.join(market.countries)}")
+        cart.address = address
+        if cart.delivery is not None and cart.delivery.kind == "ship":
+            cart.delivery = None  # prices and zones depend on the address
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def delivery_options_for(ctx: Niaga, cart: Cart) -> list[DeliveryOption]:
+    market = ctx.market(cart.market)
+    locations = await ctx.locations(market.code)
+    stock = await ctx.store.get_stock([line.sku for line in cart.lines],
+                                      [loc.id for loc in locations])
+    context = DeliveryContext(cart=cart, locations=locations, stock=stock)
+    options = ctx.plugins_for(market.code).collect("niaga_delivery_options", context=context,
+                                                   market=market)
+    return [o for o in options if o.price.currency == cart.currency]
+
+
+async def delivery_options(ctx: Niaga, cart_id: str) -> list[DeliveryOption]:
+    cart = await view_cart(ctx, cart_id)
+    return await delivery_options_for(ctx, cart)
+
+
+async def set_delivery(ctx: Niaga, cart_id: str, option_id: str) -> Cart:
+    async def change(cart: Cart) -> None:
+        if not cart.lines:
+            raise ValidationError.field("option_id", "add lines before choosing delivery")
+        options = {o.id: o for o in await delivery_options_for(ctx, cart)}
+        option = options.get(option_id)
+        if option is None:
+            raise ValidationError.field(
+                "option_id", f"{option_id!r} is not offered for this cart "
+                             f"(offered: {', '.join(options) or 'none'})")
+        cart.delivery = Delivery(option_id=option.id, kind=option.kind, carrier=option.carrier,
+                                 label=option.label, price=option.price,
+                                 location_id=option.location_id)
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def payment_methods(ctx: Niaga, cart_id: str) -> list[PaymentMethod]:
+    cart = await view_cart(ctx, cart_id)
+    market = ctx.market(cart.market)
+    return ctx.plugins_for(market.code).collect("niaga_payment_methods", cart=cart, market=market)
+
+
+async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int) -> Cart:
+    if points < 0:
+        raise ValidationError.field("points", "must not be negative")
+
+    async def change(cart: Cart) -> None:
+        if cart.customer_id != customer.id:
+            from kernel.errors import Forbidden
+
+            raise Forbidden("this cart belongs to another customer (or to a guest)")
+        if points == 0:
+            cart.loyalty = None
+            return
+        market = ctx.market(cart.market)
+        cart.loyalty = None
+        await reprice(ctx, cart)
+        quote = ctx.plugins_for(market.code).first(
+            "niaga_loyalty_quote", cart=cart, market=market, customer_id=customer.id,
+            points=points)
+        if quote is None:
+            raise ValidationError.field("points", f"no loyalty programme in market {market.code}")
+        cart.loyalty = quote
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:
+    async def change(cart: Cart) -> None:
+        if cart.customer_id not in (None, customer.id):
+            from kernel.errors import Forbidden
+
+            raise Forbidden("this cart belongs to another customer")
+        cart.customer_id = customer.id
+
+    return await mutate(ctx, cart_id, change)
+
+
+async def merge_into_customer_cart(ctx: Niaga, guest_cart_id: str, customer: Customer) -> Cart:
+    """Guest cart → the customer's active cart in that market: quantities add, capped by stock."""
+    guest = await load_cart(ctx, guest_cart_id)
+    guest.ensure_open()
+    if guest.customer_id not in (None, customer.id):
+        from kernel.errors import Forbidden
+
+        raise Forbidden("that cart belongs to another customer")
+    target = await ctx.store.find_open_cart(customer.id, guest.market)
+    if target is None or target.id == guest.id:
+        return await attach_customer(ctx, guest.id, customer)
+    skus = list({line.sku for line in guest.lines + target.lines})
+    available = await market_availability(ctx, guest.market, skus)
+
+    async def change(cart: Cart) -> None:
+        for gline in guest.lines:
+            line = cart.line_for_sku(gline.sku)
+            have = line.quantity if line else 0
+            wanted = min(have + gline.quantity, available.get(gline.sku, 0))
+            if line is not None:
+                line.quantity = max(wanted, have)
+            elif wanted > 0 and len(cart.lines) < MAX_LINES:
+                cart.lines.append(Line(**{**_line_fields(gline), "id": new_id(),
+                                          "quantity": wanted}))
+
+    merged = await mutate(ctx, target.id, change, guest.channel)
+
+    async def close_guest(cart: Cart) -> None:
+        cart.lines = []  # emptied: its lines live on in the customer's cart
+
+    await mutate(ctx, guest.id, close_guest)
+    return merged
+
+
+def _line_fields(line: Line) -> dict:
+    return {f: getattr(line, f) for f in line.__struct_fields__}

@@ -1,0 +1,73 @@
+"""Catalog and inventory administration, and the availability view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kernel.catalog import Product
+from kernel.errors import NotFound, ValidationError
+from kernel.inventory import StockLevel
+from kernel.runtime import Niaga
+
+REASONS = ("pos_sale", "marketplace_sale", "receipt", "write_off", "count", "return",
+           "transfer", "correction")
+
+
+async def put_product(ctx: Niaga, product: Product) -> Product:
+    for market_code, price in product.prices.items():
+        market = ctx.market(market_code, field=f"prices.{market_code}")
+        if price.currency != market.currency:
+            raise ValidationError.field(f"prices.{market_code}.currency",
+                                        f"market {market_code} sells in {market.currency}")
+        if price.amount < 0:
+            raise ValidationError.field(f"prices.{market_code}.amount", "must not be negative")
+    await ctx.store.put_product(product)
+    return product
+
+
+async def delete_product(ctx: Niaga, sku: str) -> None:
+    if not await ctx.store.delete_product(sku):
+        raise NotFound(f"no product {sku}")
+
+
+async def get_product(ctx: Niaga, sku: str) -> Product:
+    product = (await ctx.store.get_products([sku])).get(sku)
+    if product is None:
+        raise NotFound(f"no product {sku}")
+    return product
+
+
+async def _location(ctx: Niaga, location_id: str) -> None:
+    if not any(loc.id == location_id for loc in await ctx.locations()):
+        raise NotFound(f"no location {location_id}")
+
+
+async def set_on_hand(ctx: Niaga, sku: str, location_id: str, on_hand: int) -> StockLevel:
+    await get_product(ctx, sku)
+    await _location(ctx, location_id)
+    if on_hand < 0:
+        raise ValidationError.field("on_hand", "must not be negative")
+    return await ctx.store.set_stock(sku, location_id, on_hand, "count", ctx.clock())
+
+
+async def adjust(ctx: Niaga, sku: str, location_id: str, delta: int, reason: str) -> StockLevel:
+    if reason not in REASONS:
+        raise ValidationError.field("reason", f"one of {', '.join(REASONS)}")
+    if delta == 0:
+        raise ValidationError.field("delta", "must not be zero")
+    await _location(ctx, location_id)
+    return await ctx.store.adjust_stock(sku, location_id, delta, reason, ctx.clock())
+
+
+async def availability(ctx: Niaga, sku: str, market_code: str) -> dict[str, Any]:
+    market = ctx.market(market_code)
+    await get_product(ctx, sku)
+    locations = await ctx.locations(market.code)
+    stock = await ctx.store.get_stock([sku], [loc.id for loc in locations])
+    rows = []
+    for loc in locations:
+        level = stock.get((sku, loc.id))
+        rows.append({"id": loc.id, "name": loc.name, "kind": loc.kind,
+                     "available": max(level.available, 0) if level else 0})
+    return {"sku": sku, "market": market.code,
+            "available": sum(r["available"] for r in rows), "locations": rows}

@@ -1,0 +1,273 @@
+"""Checkout: price → discounts → delivery → tax → reserve → authorize → place, or undo.
+
+Round trips are the budget: one cart read, one product read, one stock read,
+one transaction of conditional stock updates, the gateway call, and one
+transaction that closes the cart and writes the order and its events.
+Anything failing after the reservation releases it; anything failing after
+authorization voids it. ``Idempotency-Key`` is kept on the order: a replay
+with the same key and body returns that order; a different body is a 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import msgspec
+
+from kernel.cart import Cart
+from kernel.errors import (
+    Conflict,
+    GatewayError,
+    IdempotencyMismatch,
+    NiagaError,
+    NotFound,
+    OutOfStock,
+    PaymentDeclined,
+    ValidationError,
+    VersionConflict,
+)
+from kernel.events import Event
+from kernel.hookspecs import Veto
+from kernel.ids import new_id, order_number
+from kernel.inventory import AllocationRequest, Reservation, shortfalls
+from kernel.markets import Market
+from kernel.money import Money
+from kernel.orders import HistoryEntry, Order, OrderLine, Payment
+from kernel.payments import PaymentOperation, PaymentRequest, PaymentResult
+from kernel.plugins import MarketPlugins
+from kernel.pricing import price_cart
+from kernel.runtime import Niaga
+from kernel.services.carts import load_cart, pickup_location
+from kernel.store.base import StockShortage
+
+log = logging.getLogger("niaga.checkout")
+
+
+def request_hash(body: Any) -> str:
+    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
+
+
+async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotency_key: str,
+                   body_hash: str) -> tuple[Order, bool]:
+    """Place an order from a cart. Returns (order, created); created is False for a replay."""
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise ValidationError.field("Idempotency-Key", "a key of 1 to 200 characters is required")
+    cart = await load_cart(ctx, cart_id)
+    if cart.status != "open":
+        return await _replay(ctx, cart, idempotency_key, body_hash), False
+
+    market = ctx.market(cart.market)
+    plugins = ctx.plugins_for(market.code)
+    method = payment.get("method")
+    if not isinstance(method, str) or method not in plugins.names:
+        raise ValidationError.field("payment.method",
+                                    f"{method!r} is not a payment method of market {market.code}")
+
+    # price → discounts → delivery → tax → total
+    version = cart.version
+    products = await ctx.store.get_products(line.sku for line in cart.lines)
+    pickup = await pickup_location(ctx, cart)
+    dropped = price_cart(cart, market, products, plugins, pickup)
+    _ready(cart, dropped, plugins, market)
+
+    # reserve stock: one conditional update per (sku, location), all or nothing
+    order_id = new_id()
+    now = ctx.clock()
+    allocations = await _allocate(ctx, cart, market, plugins)
+    reservations = [Reservation(order_id=order_id, sku=a.sku, location_id=a.location_id,
+                                quantity=a.quantity,
+                                expires_at=now + market.reservation_minutes * 60)
+                    for a in allocations]
+    try:
+        await ctx.store.reserve(reservations, market.code, [])
+    except StockShortage as exc:
+        skus = sorted({sku for sku, _ in exc.rows})
+        raise OutOfStock(
+            f"not enough stock for {', '.join(skus)}; nothing was reserved or charged",
+            errors=[{"field": "lines", "message": f"{sku}: not enough stock"} for sku in skus],
+            skus=skus,
+        ) from exc
+
+    # authorize; from here on a failure must release the stock
+    number = order_number(market.code)
+    try:
+        result = await _authorize(ctx, plugins, method, PaymentRequest(
+            order_id=order_id, order_number=number, market=market.code, amount=cart.total,
+            data={k: v for k, v in payment.items() if k != "method"},
+            idempotency_key=f"{cart.id}:{idempotency_key}",
+            email=cart.address.email if cart.address else None,
+        ))
+    except BaseException:
+        await _release(ctx, order_id)
+        raise
+
+    # place the order + events in one atomic write; on failure void and release
+    order = _build_order(cart, market, order_id, number, method, result, allocations, now,
+                         idempotency_key, body_hash)
+    closed = msgspec.structs.replace(cart, status="checked_out", version=version + 1,
+                                     updated_at=now)
+    events = [Event(id=new_id(), type="order.placed", market=market.code, subject=order.id,
+                    at=now, data={"number": order.number, "status": order.status,
+                                  "total": order.total.format_amount(),
+                                  "currency": order.currency, "channel": order.channel})]
+    if order.status == "paid":
+        events.append(Event(id=new_id(), type="order.paid", market=market.code,
+                            subject=order.id, at=now, data={"number": order.number}))
+    try:
+        await ctx.store.place_order(order, closed, version, events)
+    except BaseException as exc:
+        await _undo_payment(ctx, plugins, method, result, order_id, cart.id, idempotency_key)
+        await _release(ctx, order_id)
+        if isinstance(exc, VersionConflict | Conflict):
+            # a concurrent twin of this request may have won: answer as its replay
+            fresh = await ctx.store.get_cart(cart.id)
+            if fresh is not None and fresh.status != "open":
+                return await _replay(ctx, fresh, idempotency_key, body_hash), False
+        raise
+    ctx.dispatcher.kick()
+    return order, True
+
+
+def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market) -> None:
+    """Everything a cart needs before stock is touched; each problem names its field."""
+    if dropped:
+        raise Conflict(f"no longer sold here: {', '.join(dropped)}; review the cart",
+                       errors=[{"field": "lines", "message": f"{sku} is no longer sold"}
+                               for sku in dropped])
+    problems: list[dict[str, str]] = []
+    if not cart.lines:
+        problems.append({"field": "lines", "message": "the cart is empty"})
+    if cart.delivery is None:
+        problems.append({"field": "delivery", "message": "choose a delivery option"})
+    elif cart.delivery.kind == "ship" and cart.address is None:
+        problems.append({"field": "address", "message": "a shipping address is required"})
+    if cart.tax_estimated:
+        problems.append({"field": "address.region",
+                         "message": "tax depends on the address; set country and region"})
+    problems += plugins.collect("niaga_validate_cart", cart=cart, market=market)
+    if problems:
+        raise ValidationError("the cart cannot be checked out yet", errors=problems)
+    vetoes: list[Veto] = plugins.collect("niaga_before_place_order", cart=cart, market=market)
+    refusals = [v for v in vetoes if isinstance(v, Veto)]
+    if refusals:
+        veto = refusals[0]
+        raise ValidationError(f"refused by rule {veto.rule}: {veto.reason}",
+                              errors=[{"field": "cart", "message": f"{v.rule}: {v.reason}"}
+                                      for v in refusals], rule=veto.rule)
+
+
+async def _allocate(ctx: Niaga, cart: Cart, market: Market, plugins: MarketPlugins):
+    locations = await ctx.locations(market.code)
+    needs: dict[str, int] = {}
+    for line in cart.lines:
+        needs[line.sku] = needs.get(line.sku, 0) + line.quantity
+    stock = await ctx.store.get_stock(needs, [loc.id for loc in locations])
+    delivery = cart.delivery
+    assert delivery is not None
+    request = AllocationRequest(market=market.code, needs=needs, kind=delivery.kind,
+                                pickup_location_id=delivery.location_id, locations=locations,
+                                stock=stock)
+    allocations = plugins.first("niaga_allocate_stock", request=request)
+    if not allocations:
+        short = shortfalls(request)
+        if delivery.kind == "pickup" and not short:
+            raise OutOfStock(f"{delivery.label} cannot fill this cart; choose another option",
+                             errors=[{"field": "delivery", "message": "store lacks stock"}])
+        raise OutOfStock(
+            "not enough stock for " + ", ".join(f"{s} ({a} available)" for s, a in short.items()),
+            errors=[{"field": "lines", "message": f"{s}: {a} available"}
+                    for s, a in short.items()], skus=sorted(short))
+    return allocations
+
+
+async def _authorize(ctx: Niaga, plugins: MarketPlugins, method: str,
+                     request: PaymentRequest) -> PaymentResult:
+    try:
+        result = await ctx.offload(plugins.first, hook="niaga_payment_authorize",
+                                   gateway=method, request=request)
+    except NiagaError:
+        raise
+    except Exception as exc:
+        raise GatewayError(f"payment gateway {method} failed: {exc}") from exc
+    if result is None:
+        raise GatewayError(f"payment gateway {method} gave no answer")
+    if result.status == "declined":
+        raise PaymentDeclined(f"{method}: {result.message or 'payment declined'}",
+                              gateway=method)
+    if result.amount != request.amount:
+        await _void(ctx, plugins, method, result, request.order_id, request.idempotency_key)
+        raise GatewayError(f"{method} authorized {result.amount}, not {request.amount}")
+    return result
+
+
+async def _void(ctx: Niaga, plugins: MarketPlugins, method: str, result: PaymentResult,
+                order_id: str, key: str) -> None:
+    hook = "niaga_payment_refund" if result.status == "captured" else "niaga_payment_void"
+    operation = PaymentOperation(order_id=order_id, reference=result.reference,
+                                 amount=result.amount, idempotency_key=f"{key}:undo")
+    try:
+        await ctx.offload(plugins.first, hook=hook, gateway=method, operation=operation)
+    except Exception:  # the order is not placed either way; flag loudly for reconciliation
+        log.exception("could not %s payment %s of unplaced order %s", hook, result.reference,
+                      order_id)
+
+
+async def _undo_payment(ctx: Niaga, plugins: MarketPlugins, method: str, result: PaymentResult,
+                        order_id: str, cart_id: str, key: str) -> None:
+    if result.status in ("authorized", "captured"):
+        await _void(ctx, plugins, method, result, order_id, f"{cart_id}:{key}")
+
+
+async def _release(ctx: Niaga, order_id: str) -> None:
+    try:
+        await ctx.store.release_orphans(order_id)
+    except Exception:  # the sweeper releases it after the reservation expires
+        log.exception("could not release reservation of %s now; the sweeper will", order_id)
+
+
+async def _replay(ctx: Niaga, cart: Cart, key: str, body_hash: str) -> Order:
+    order = await ctx.store.get_order_by_cart(cart.id)
+    if order is None:
+        raise NotFound(f"cart {cart.id} is closed without an order")
+    if order.idempotency_key != key:
+        raise Conflict(f"cart {cart.id} is already checked out as order {order.number}",
+                       order_id=order.id)
+    if order.request_hash != body_hash:
+        raise IdempotencyMismatch(
+            "this Idempotency-Key was used with a different body",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
+    return order
+
+
+def _build_order(cart: Cart, market: Market, order_id: str, number: str, method: str,
+                 result: PaymentResult, allocations, now: float, key: str,
+                 body_hash: str) -> Order:
+    cur = cart.currency
+    zero = Money.zero(cur)
+    captured = result.amount if result.status == "captured" else zero
+    status = {"captured": "paid", "authorized": "authorized"}.get(result.status,
+                                                                  "pending_payment")
+    payment = Payment(method=method, gateway=method, status=result.status,
+                      authorized=result.amount if result.status != "pending" else zero,
+                      captured=captured, refunded=zero, reference=result.reference,
+                      instructions=dict(result.instructions))
+    history = [HistoryEntry(at=now, event="placed",
+                            detail={"to": status, "channel": cart.channel,
+                                    "payment": result.status})]
+    return Order(
+        id=order_id, number=number, cart_id=cart.id, market=market.code, channel=cart.channel,
+        channels=list(cart.channels), customer_id=cart.customer_id, currency=cur, status=status,
+        lines=[OrderLine(**{f: getattr(li, f) for f in li.__struct_fields__})
+               for li in cart.lines],
+        address=cart.address, delivery=cart.delivery, loyalty=cart.loyalty,
+        subtotal=cart.subtotal, discount_total=cart.discount_total,
+        shipping_total=cart.shipping_total, tax_total=cart.tax_total, total=cart.total,
+        prices_include_tax=cart.prices_include_tax, money_policy=market.policy,
+        adjustments=list(cart.adjustments), payment=payment, allocations=list(allocations),
+        history=history, created_at=now,
+        payment_due_at=now + market.payment_window_hours * 3600
+        if status == "pending_payment" else None,
+        idempotency_key=key, request_hash=body_hash,
+    )

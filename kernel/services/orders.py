@@ -1,0 +1,326 @@
+"""Order use cases after checkout: pay, capture, fulfil, cancel, return, expire.
+
+Every change is one :meth:`Store.save_order`: the order (version-conditioned),
+its events, its stock effects and the idempotency record, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kernel.errors import Conflict, GatewayError, NotFound, ValidationError
+from kernel.events import Event
+from kernel.ids import new_id
+from kernel.money import Money, allocate
+from kernel.orders import Allocated, Fulfillment, Order
+from kernel.payments import OperationResult, PaymentOperation, WebhookEvent
+from kernel.runtime import Niaga
+from kernel.store.base import IdempotencyRecord, StockEffects
+
+
+async def load_order(ctx: Niaga, order_id: str) -> Order:
+    order = await ctx.store.get_order(order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id}")
+    return order
+
+
+def _event(order: Order, type_: str, at: float, **data: Any) -> Event:
+    return Event(id=new_id(), type=type_, market=order.market, subject=order.id, at=at,
+                 data={"number": order.number, **data})
+
+
+def _guard(ctx: Niaga, order: Order, to_status: str) -> None:
+    market = ctx.market(order.market)
+    reasons = ctx.plugins_for(order.market).collect("niaga_order_transition", order=order,
+                                                    to_status=to_status, market=market)
+    if reasons:
+        raise Conflict(f"order {order.number} cannot become {to_status}: {'; '.join(reasons)}")
+
+
+async def _save(ctx: Niaga, order: Order, events: list[Event],
+                effects: StockEffects | None = None,
+                idempotency: IdempotencyRecord | None = None,
+                remember: tuple[str, str, str] | None = None) -> Order:
+    """Persist a change; ``remember`` = (scope, key, body hash) stores the order as the
+    response a replay of that request gets."""
+    version = order.version
+    order.version += 1
+    if remember is not None:
+        idempotency = _record(*remember, order)
+    await ctx.store.save_order(order, version, events, effects, idempotency)
+    ctx.dispatcher.kick()
+    return order
+
+
+async def _gateway(ctx: Niaga, order: Order, hook: str, amount: Money, key: str) -> OperationResult:
+    plugins = ctx.plugins_for(order.market)
+    operation = PaymentOperation(order_id=order.id, reference=order.payment.reference,
+                                 amount=amount, idempotency_key=key)
+    try:
+        result = await ctx.offload(plugins.first, hook=hook, gateway=order.payment.gateway,
+                                   operation=operation)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise GatewayError(f"{order.payment.gateway} failed in {hook}: {exc}") from exc
+    if result is None or not result.ok:
+        why = result.message if result else "no answer"
+        raise GatewayError(f"{order.payment.gateway} refused {hook.split('_')[-1]}: {why}")
+    return result
+
+
+async def mark_paid(ctx: Niaga, order_id: str, reference: str | None,
+                    source: str = "admin") -> Order:
+    order = await load_order(ctx, order_id)
+    if order.status == "paid" or order.payment.status == "captured":
+        return order  # already paid: marking twice changes nothing
+    if order.status not in ("pending_payment", "authorized"):
+        raise Conflict(f"order {order.number} is {order.status}; it cannot be marked paid")
+    _guard(ctx, order, "paid")
+    now = ctx.clock()
+    order.payment.status = "captured"
+    order.payment.captured = order.total
+    order.payment.authorized = order.total
+    order.payment_due_at = None
+    order.move_to("paid", now, "paid", source=source, reference=reference)
+    return await _save(ctx, order, [_event(order, "order.paid", now, source=source)])
+
+
+async def _replayed(ctx: Niaga, scope: str, key: str, body_hash: str) -> Order | None:
+    """The order as the first request with this key left it, or None for a new key."""
+    import msgspec
+
+    from kernel.errors import IdempotencyMismatch
+
+    record = await ctx.store.get_idempotency(scope, key)
+    if record is None:
+        return None
+    if record.request_hash != body_hash:
+        raise IdempotencyMismatch(
+            "this Idempotency-Key was used with a different body",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
+    return msgspec.json.decode(record.body, type=Order)
+
+
+def _record(scope: str, key: str, body_hash: str, order: Order) -> IdempotencyRecord:
+    import msgspec
+
+    return IdempotencyRecord(scope=scope, key=key, request_hash=body_hash, status=200,
+                             body=msgspec.json.encode(order))
+
+
+async def capture(ctx: Niaga, order_id: str, amount: Money | None, key: str,
+                  body_hash: str) -> Order:
+    scope = f"capture:{order_id}"
+    if (first := await _replayed(ctx, scope, key, body_hash)) is not None:
+        return first
+    order = await load_order(ctx, order_id)
+    if order.status != "authorized":
+        raise Conflict(f"order {order.number} is {order.status}; only authorized orders capture")
+    amount = amount or order.payment.authorized
+    if amount.currency != order.currency or not 0 < amount.amount <= order.payment.authorized.amount:
+        raise ValidationError.field("amount", f"must be between 0 and {order.payment.authorized}")
+    _guard(ctx, order, "paid")
+    await _gateway(ctx, order, "niaga_payment_capture", amount, f"{order.id}:{key}")
+    now = ctx.clock()
+    order.payment.status = "captured"
+    order.payment.captured = amount
+    order.move_to("paid", now, "captured", amount=amount.format_amount())
+    return await _save(ctx, order, [_event(order, "order.paid", now)],
+                       remember=(scope, key, body_hash))
+
+
+async def cancel(ctx: Niaga, order_id: str, reason: str | None, source: str = "admin",
+                 event: str = "cancelled") -> Order:
+    order = await load_order(ctx, order_id)
+    if order.status == "cancelled":
+        return order
+    if any(line.fulfilled for line in order.lines):
+        raise Conflict(f"order {order.number} has shipped units; return them instead")
+    _guard(ctx, order, "cancelled")
+    key = f"cancel:{order.id}"
+    money_note: dict[str, str] = {}
+    payment = order.payment
+    if payment.status == "authorized":
+        await _gateway(ctx, order, "niaga_payment_void", payment.authorized, key)
+        payment.status = "voided"
+        money_note["voided"] = payment.authorized.format_amount()
+    elif payment.status in ("captured", "partially_refunded"):
+        due = payment.captured - payment.refunded
+        if due.amount > 0:
+            await _gateway(ctx, order, "niaga_payment_refund", due, key)
+            payment.refunded = payment.refunded + due
+        payment.status = "refunded"
+        money_note["refunded"] = due.format_amount()
+    now = ctx.clock()
+    order.payment_due_at = None
+    order.move_to("cancelled", now, event, reason=reason, source=source, **money_note)
+    type_ = "order.expired" if event == "expired" else "order.cancelled"
+    return await _save(ctx, order, [_event(order, type_, now, reason=reason)],
+                       StockEffects(release=True))
+
+
+def _take(allocations: list[Allocated], sku: str, quantity: int,
+          location_id: str | None) -> tuple[list[Allocated], list[Allocated]]:
+    """Split ``quantity`` of ``sku`` off the order's allocations (at ``location_id`` if given)."""
+    taken: list[Allocated] = []
+    left: list[Allocated] = []
+    need = quantity
+    for alloc in allocations:
+        if need and alloc.sku == sku and location_id in (None, alloc.location_id):
+            take = min(need, alloc.quantity)
+            need -= take
+            taken.append(Allocated(sku=sku, location_id=alloc.location_id, quantity=take))
+            if alloc.quantity > take:
+                left.append(Allocated(sku=sku, location_id=alloc.location_id,
+                                      quantity=alloc.quantity - take))
+        else:
+            left.append(alloc)
+    if need:
+        where = f" at {location_id}" if location_id else ""
+        raise ValidationError.field("lines", f"{sku}: only {quantity - need} unit(s) "
+                                             f"allocated{where}")
+    return taken, left
+
+
+def _line_quantities(order: Order, lines: list[dict[str, Any]] | None,
+                     room: Callable[[Any], int]) -> dict[str, int]:
+    if lines is None:
+        return {line.id: room(line) for line in order.lines if room(line) > 0}
+    wanted: dict[str, int] = {}
+    for i, item in enumerate(lines):
+        line = order.line(item["line_id"])
+        qty = item["quantity"]
+        if not 1 <= qty <= room(line):
+            raise ValidationError.field(f"lines[{i}].quantity",
+                                        f"must be between 1 and {room(line)} for {line.sku}")
+        wanted[line.id] = wanted.get(line.id, 0) + qty
+    return wanted
+
+
+async def fulfil(ctx: Niaga, order_id: str, lines: list[dict[str, Any]] | None,
+                 location_id: str | None, tracking_number: str | None) -> Order:
+    order = await load_order(ctx, order_id)
+    if order.status not in ("paid", "partially_fulfilled"):
+        raise Conflict(f"order {order.number} is {order.status}; only paid orders ship")
+    wanted = _line_quantities(order, lines,
+                              lambda li: li.quantity - li.fulfilled - li.returned)
+    if not wanted:
+        raise ValidationError.field("lines", "nothing left to fulfil")
+    allocations = list(order.allocations)
+    shipped: list[Allocated] = []
+    for line_id, qty in wanted.items():
+        line = order.line(line_id)
+        taken, allocations = _take(allocations, line.sku, qty, location_id)
+        shipped += taken
+        line.fulfilled += qty
+    now = ctx.clock()
+    fulfillment = Fulfillment(id=new_id(), location_id=location_id or shipped[0].location_id,
+                              lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()],
+                              tracking_number=tracking_number, at=now)
+    if tracking_number is None and order.delivery is not None:
+        shipment = await ctx.offload(ctx.plugins_for(order.market).first,
+                                     hook="niaga_create_shipment",
+                                     carrier=order.delivery.carrier, order=order,
+                                     fulfillment=fulfillment)
+        if shipment is not None:
+            fulfillment.tracking_number = shipment.tracking_number
+    order.allocations = allocations
+    order.fulfillments.append(fulfillment)
+    status = "fulfilled" if order.fully_fulfilled else "partially_fulfilled"
+    _guard(ctx, order, status)
+    order.move_to(status, now, "fulfilled" if status == "fulfilled" else "partially_fulfilled",
+                  fulfillment=fulfillment.id, tracking_number=fulfillment.tracking_number)
+    return await _save(ctx, order, [_event(order, f"order.{status}", now,
+                                           fulfillment=fulfillment.id)],
+                       StockEffects(fulfil=shipped))
+
+
+async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], restock: bool,
+                       key: str, body_hash: str) -> Order:
+    scope = f"return:{order_id}"
+    if (first := await _replayed(ctx, scope, key, body_hash)) is not None:
+        return first
+    order = await load_order(ctx, order_id)
+    if order.status not in ("fulfilled", "partially_fulfilled", "partially_returned"):
+        raise Conflict(f"order {order.number} is {order.status}; only shipped units return")
+    wanted = _line_quantities(order, lines, lambda li: li.fulfilled - li.returned)
+    if not wanted:
+        raise ValidationError.field("lines", "name the lines and quantities to return")
+    refund_parts = []
+    back: list[Allocated] = []
+    for line_id, qty in wanted.items():
+        line = order.line(line_id)
+        # refund the line's paid total pro rata; the last unit takes what is left
+        paid_per_line = line.total.amount
+        already = allocate(paid_per_line, [1] * line.quantity)
+        refund_parts.append(sum(already[line.returned:line.returned + qty]))
+        line.returned += qty
+        if restock:
+            location = next((f.location_id for f in order.fulfillments
+                             if any(x["line_id"] == line_id for x in f.lines)), None)
+            if location:
+                back.append(Allocated(sku=line.sku, location_id=location, quantity=qty))
+    refund = Money(sum(refund_parts), order.currency)
+    all_back = all(line.returned >= line.quantity for line in order.lines)
+    if all_back:  # everything came back: refund shipping too, whatever is left
+        refund = order.payment.captured - order.payment.refunded
+    if refund.amount > 0:
+        await _gateway(ctx, order, "niaga_payment_refund", refund, f"{order.id}:{key}")
+        order.payment.refunded = order.payment.refunded + refund
+        order.payment.status = ("refunded" if order.payment.refunded >= order.payment.captured
+                                else "partially_refunded")
+    now = ctx.clock()
+    status = "returned" if all_back else "partially_returned"
+    _guard(ctx, order, status)
+    order.move_to(status, now, "returned", refund=refund.format_amount(), restock=restock,
+                  lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()])
+    events = [_event(order, "order.returned", now, refund=refund.format_amount(),
+                     lines=dict(wanted))]
+    return await _save(ctx, order, events, StockEffects(restock=back),
+                       remember=(scope, key, body_hash))
+
+
+async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order | None:
+    """A verified gateway notification, applied once (the event id is the idempotency key)."""
+    if await ctx.store.get_idempotency(f"webhook:{plugin}", event.id) is not None:
+        return None
+    if event.order_id is None:
+        return None
+    order = await load_order(ctx, event.order_id)
+    record = IdempotencyRecord(scope=f"webhook:{plugin}", key=event.id, request_hash=event.id,
+                               status=200, body=b"{}")
+    now = ctx.clock()
+    if event.kind == "payment.captured" and order.status in ("pending_payment", "authorized"):
+        order.payment.status = "captured"
+        order.payment.captured = event.amount or order.total
+        order.payment_due_at = None
+        order.move_to("paid", now, "paid", source=f"webhook:{plugin}", event=event.id)
+        return await _save(ctx, order, [_event(order, "order.paid", now)], idempotency=record)
+    if event.kind == "payment.failed" and order.status == "pending_payment":
+        order.payment.status = "failed"
+        order.move_to("cancelled", now, "payment_failed", source=f"webhook:{plugin}",
+                      event=event.id)
+        return await _save(ctx, order, [_event(order, "order.cancelled", now)],
+                           StockEffects(release=True), idempotency=record)
+    order.record(now, f"webhook:{event.kind}", event=event.id, plugin=plugin)
+    return await _save(ctx, order, [], idempotency=record)
+
+
+async def sweep(ctx: Niaga) -> dict[str, int]:
+    """Expire unpaid orders past their window and release stock held by crashed checkouts."""
+    now = ctx.clock()
+    expired = 0
+    for order in await ctx.store.unpaid_orders_due(now):
+        try:
+            await cancel(ctx, order.id, "payment window passed", source="sweeper",
+                         event="expired")
+            expired += 1
+        except Conflict:
+            continue  # paid or changed meanwhile
+    released = 0
+    for order_id in await ctx.store.orphan_reservations(now):
+        released += await ctx.store.release_orphans(order_id)
+    return {"orders_expired": expired, "units_released": released}

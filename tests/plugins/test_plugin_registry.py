@@ -1,0 +1,43 @@
+"""The first-party plugins as the kernel loads them: entry points, families, the demo markets."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+from kernel.markets import demo_markets_path, load_markets
+from kernel.plugins import Registry, build_market_plugins
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY_POINTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
+    "niaga"
+]
+FAMILIES = {"vat": "tax", "us-sales-tax": "tax", "testpay": "payment",
+            "bank-transfer": "payment", "flat-rate": "carrier", "store-pickup": "carrier"}
+
+
+def load(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)
+
+
+@pytest.mark.parametrize(("name", "target"), sorted(ENTRY_POINTS.items()))
+def test_entry_points_name_their_class(name, target):
+    cls = load(target)
+    assert cls.name == name
+    assert cls.family == FAMILIES[name]
+    assert import_module(cls.__module__).__doc__  # merchants read it
+
+
+def test_the_demo_markets_load_with_every_first_party_plugin():
+    registry = Registry({name: load(t) for name, t in ENTRY_POINTS.items()}, discover=False)
+    managers = build_market_plugins(load_markets(demo_markets_path()), registry)
+    for code, manager in managers.items():
+        assert manager.names == list(manager.market.plugins), code
+    us = managers["US"]
+    assert us.implementers("niaga_calculate_taxes") == ["us-sales-tax"]
+    assert set(managers["DE"].implementers("niaga_delivery_options")) == {
+        "flat-rate", "store-pickup"}
