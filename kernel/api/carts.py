@@ -1,0 +1,95 @@
+"""Carts and checkout. The cart id is the capability: no token needed to use one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from kernel.api.auth import provide_customer, provide_optional_customer
+from kernel.api.schemas import (
+    AddressUpdate,
+    CartCreate,
+    CartRead,
+    CheckoutCreate,
+    DeliveryOptionRead,
+    DeliveryUpdate,
+    LineCreate,
+    LineUpdate,
+    LoyaltyUpdate,
+    OrderRead,
+    PaymentMethodRead,
+    cart_read,
+    money,
+    order_read,
+)
+from kernel.errors import ValidationError
+from kernel.runtime import Niaga
+from kernel.services import carts
+from kernel.services.checkout import checkout, request_hash
+from kernel.store.base import Customer
+
+IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False,
+                                                 description="required: makes retries safe")]
+
+
+class CartController(Controller):
+    path = "/carts"
+    tags = ["carts"]
+
+    @post("/", dependencies={"customer": Provide(provide_optional_customer)}, status_code=201)
+    async def create(self, niaga: Niaga, data: CartCreate, customer: Customer | None) -> CartRead:
+        return cart_read(await carts.create_cart(niaga, data.market, data.channel, customer))
+
+    @get("/{cart_id:str}")
+    async def read(self, niaga: Niaga, cart_id: str) -> CartRead:
+        return cart_read(await carts.view_cart(niaga, cart_id))
+
+    @post("/{cart_id:str}/lines", status_code=200)
+    async def add_line(self, niaga: Niaga, cart_id: str, data: LineCreate) -> CartRead:
+        return cart_read(await carts.add_line(niaga, cart_id, data.sku, data.quantity))
+
+    @patch("/{cart_id:str}/lines/{line_id:str}")
+    async def update_line(self, niaga: Niaga, cart_id: str, line_id: str,
+                          data: LineUpdate) -> CartRead:
+        return cart_read(await carts.set_quantity(niaga, cart_id, line_id, data.quantity))
+
+    @delete("/{cart_id:str}/lines/{line_id:str}", status_code=200)
+    async def remove_line(self, niaga: Niaga, cart_id: str, line_id: str) -> CartRead:
+        return cart_read(await carts.remove_line(niaga, cart_id, line_id))
+
+    @put("/{cart_id:str}/address")
+    async def address(self, niaga: Niaga, cart_id: str, data: AddressUpdate) -> CartRead:
+        return cart_read(await carts.set_address(niaga, cart_id, data.to_address()))
+
+    @get("/{cart_id:str}/delivery-options")
+    async def delivery_options(self, niaga: Niaga, cart_id: str) -> list[DeliveryOptionRead]:
+        return [DeliveryOptionRead(id=o.id, kind=o.kind, carrier=o.carrier, label=o.label,
+                                   price=money(o.price), location_id=o.location_id)
+                for o in await carts.delivery_options(niaga, cart_id)]
+
+    @put("/{cart_id:str}/delivery")
+    async def delivery(self, niaga: Niaga, cart_id: str, data: DeliveryUpdate) -> CartRead:
+        return cart_read(await carts.set_delivery(niaga, cart_id, data.option_id))
+
+    @put("/{cart_id:str}/loyalty", dependencies={"customer": Provide(provide_customer)})
+    async def loyalty(self, niaga: Niaga, cart_id: str, data: LoyaltyUpdate,
+                      customer: Customer) -> CartRead:
+        return cart_read(await carts.use_loyalty(niaga, cart_id, customer, data.points))
+
+    @get("/{cart_id:str}/payment-methods")
+    async def payment_methods(self, niaga: Niaga, cart_id: str) -> list[PaymentMethodRead]:
+        return [PaymentMethodRead(id=m.id, gateway=m.gateway, label=m.label, kind=m.kind)
+                for m in await carts.payment_methods(niaga, cart_id)]
+
+    @post("/{cart_id:str}/checkout")
+    async def checkout(self, niaga: Niaga, cart_id: str, data: CheckoutCreate,
+                       idempotency_key: IdempotencyKey = None) -> Response[OrderRead]:
+        if not idempotency_key:
+            raise ValidationError.field("Idempotency-Key",
+                                        "this header is required so a retry charges once")
+        order, created = await checkout(niaga, cart_id, data.payment, idempotency_key,
+                                        request_hash(data.payment))
+        return Response(order_read(order), status_code=201 if created else 200)

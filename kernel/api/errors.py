@@ -1,0 +1,82 @@
+"""One mapping from errors to RFC 9457 problem+json responses.
+
+Domain errors carry their status; Litestar's own (validation, 404, 405, body
+too large) are reshaped so every 4xx names the field where there is one.
+Anything else is a 500 whose detail reveals nothing and whose trace is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from kernel.errors import NiagaError
+from kernel.money import MoneyError
+from kernel.payments import WebhookRejected
+
+log = logging.getLogger("niaga.api")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, *, code: str | None = None,
+            errors: list[dict[str, str]] | None = None, **extra: Any) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"type": f"https://niaga.dev/problems/{code or status}",
+                            "title": title, "status": status, "detail": detail}
+    if code:
+        body["code"] = code
+    if errors:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _niaga(_: Request, exc: NiagaError) -> Response:
+    return problem(exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors,
+                   **exc.extra)
+
+
+def _validation(_: Request, exc: ValidationException) -> Response:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            field = item.get("key") or item.get("source") or "body"
+            errors.append({"field": str(field), "message": str(item.get("message", "invalid"))})
+    if not errors:
+        errors.append({"field": "body", "message": exc.detail})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(400, "Invalid request", detail, code="invalid_request", errors=errors)
+
+
+def _http(_: Request, exc: HTTPException) -> Response:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return problem(exc.status_code, detail, detail)
+
+
+def _money(_: Request, exc: MoneyError) -> Response:
+    return problem(422, "Invalid amount", str(exc), code="invalid",
+                   errors=[{"field": "amount", "message": str(exc)}])
+
+
+def _webhook(_: Request, exc: WebhookRejected) -> Response:
+    return problem(400, "Webhook rejected", str(exc), code="webhook_rejected",
+                   errors=[{"field": "signature", "message": str(exc)}])
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
+                   code="internal")
+
+
+exception_handlers: dict[Any, Any] = {
+    NiagaError: _niaga,
+    ValidationException: _validation,
+    HTTPException: _http,
+    MoneyError: _money,
+    WebhookRejected: _webhook,
+    Exception: _unexpected,
+}

@@ -1,0 +1,73 @@
+"""Markets and the localised catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import Parameter
+
+from kernel.api.schemas import AvailabilityRead, MarketRead, ProductRead, money
+from kernel.catalog import Product
+from kernel.errors import NotFound
+from kernel.markets import Market
+from kernel.pricing import unit_price
+from kernel.runtime import Niaga
+from kernel.services import catalog
+
+MarketParam = Annotated[str, Parameter(query="market", min_length=2, max_length=2,
+                                       description="market code, e.g. ID")]
+LocaleParam = Annotated[str | None, Parameter(query="locale", max_length=16, required=False)]
+
+
+def market_read(market: Market, plugin_names: list[str]) -> MarketRead:
+    return MarketRead(code=market.code, name=market.name, currency=market.currency,
+                      locales=list(market.locales),
+                      prices_include_tax=market.prices_include_tax,
+                      channels=list(market.channels), plugins=plugin_names,
+                      countries=list(market.countries),
+                      rounding_mode=market.policy.rounding_mode,
+                      rounding_level=market.policy.rounding_level)
+
+
+def product_read(niaga: Niaga, product: Product, market: Market,
+                 locale: str | None) -> ProductRead | None:
+    price = unit_price(product, market, niaga.plugins_for(market.code))
+    if price is None:
+        return None
+    loc = market.locale_for(locale)
+    return ProductRead(sku=product.sku, name=product.name_for(loc, market.locales),
+                       description=product.description_for(loc, market.locales),
+                       price=money(price, loc), tax_class=product.tax_class,
+                       weight_grams=product.weight_grams, attributes=dict(product.attributes),
+                       locale=loc)
+
+
+class StorefrontController(Controller):
+    tags = ["storefront"]
+
+    @get("/markets")
+    async def markets(self, niaga: Niaga) -> list[MarketRead]:
+        return [market_read(m, niaga.plugins_for(code).names)
+                for code, m in niaga.markets.items()]
+
+    @get("/products")
+    async def products(self, niaga: Niaga, market: MarketParam,
+                       locale: LocaleParam = None) -> list[ProductRead]:
+        m = niaga.market(market)
+        reads = (product_read(niaga, p, m, locale) for p in await niaga.store.list_products())
+        return [r for r in reads if r is not None]
+
+    @get("/products/{sku:str}")
+    async def product(self, niaga: Niaga, sku: str, market: MarketParam,
+                      locale: LocaleParam = None) -> ProductRead:
+        m = niaga.market(market)
+        read = product_read(niaga, await catalog.get_product(niaga, sku), m, locale)
+        if read is None:
+            raise NotFound(f"{sku} is not sold in market {m.code}")
+        return read
+
+    @get("/products/{sku:str}/availability")
+    async def availability(self, niaga: Niaga, sku: str, market: MarketParam) -> AvailabilityRead:
+        data = await catalog.availability(niaga, sku, market)
+        return AvailabilityRead(**data)

@@ -1,0 +1,186 @@
+"""The ``niaga`` command: serve the API, list plugins, check a markets file, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+
+
+def _markets_path(value: str | None) -> Path:
+    from kernel.markets import demo_markets_path
+
+    return Path(value) if value else demo_markets_path()
+
+
+def _db_url(value: str) -> str:
+    if value.startswith(("postgres://", "postgresql://", "sqlite://")):
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def build(db: str, markets_file: str | None):
+    """The composition root used by every command."""
+    from kernel.markets import load_markets
+    from kernel.runtime import Niaga
+    from kernel.store.sql import SqlStore
+
+    return Niaga(SqlStore(_db_url(db)), load_markets(_markets_path(markets_file)))
+
+
+async def prepare(db: str, markets_file: str | None, demo: bool) -> dict[str, int] | None:
+    """Create the schema and, in an empty store, load the demo catalog."""
+    from kernel.demo import seed
+
+    niaga = build(db, markets_file)
+    await niaga.start()
+    try:
+        await niaga.store.create_schema()
+        if demo and await niaga.store.is_empty():
+            return await seed(niaga.store, niaga.markets, niaga.clock())
+        return None
+    finally:
+        await niaga.close()
+
+
+def app_from_env():
+    """Factory for ``uvicorn --factory`` (several workers): settings come from the environment."""
+    from kernel.api.app import create_app
+
+    niaga = build(os.environ["NIAGA_DB"], os.environ.get("NIAGA_MARKETS") or None)
+    return create_app(niaga, admin_token=os.environ["NIAGA_ADMIN_TOKEN"],
+                      sweep_every_s=float(os.environ.get("NIAGA_SWEEP_EVERY", "30")),
+                      cors=os.environ.get("NIAGA_CORS") == "1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kernel.errors import ConfigError
+
+    token = os.environ.get("NIAGA_ADMIN_TOKEN")
+    generated = not token
+    token = token or "adm_" + secrets.token_urlsafe(24)
+    try:
+        seeded = asyncio.run(prepare(args.db, args.markets, not args.no_demo))
+        niaga = build(args.db, args.markets)
+    except ConfigError as exc:
+        print("niaga: cannot start:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 1
+    store = "PostgreSQL" if niaga.store.name == "postgresql" else f"SQLite {niaga.store.url}"
+    print(f"niaga: store {store}; markets {', '.join(niaga.markets)}")
+    if seeded:
+        print(f"niaga: loaded demo data: {seeded['products']} products, "
+              f"{seeded['locations']} locations, {seeded['stock_rows']} stock rows")
+    if generated:
+        print(f"niaga: admin token (set NIAGA_ADMIN_TOKEN to choose one): {token}")
+    print(f"niaga: API on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)",
+          flush=True)
+    if args.workers > 1:
+        os.environ.update(NIAGA_DB=_db_url(args.db), NIAGA_ADMIN_TOKEN=token,
+                          NIAGA_MARKETS=str(_markets_path(args.markets)))
+        uvicorn.run("kernel.cli:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=False)
+        return 0
+    from kernel.api.app import create_app
+
+    app = create_app(niaga, admin_token=token, sweep_every_s=30.0)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=False)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from kernel.plugins import Registry
+
+    rows = [(i.name, i.version, i.family, ", ".join(h.removeprefix("niaga_") for h in i.hooks))
+            for i in sorted(Registry().plugins.values(), key=lambda i: i.name)]
+    _table(["plugin", "version", "family", "hooks"], rows)
+    return 0
+
+
+def cmd_markets_check(args: argparse.Namespace) -> int:
+    from kernel.errors import ConfigError
+    from kernel.markets import load_markets
+    from kernel.plugins import Registry, build_market_plugins
+
+    try:
+        markets = load_markets(args.file)
+        managers = build_market_plugins(markets, Registry())
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    rows = [(m.code, m.name, m.currency, ", ".join(m.locales),
+             "incl." if m.prices_include_tax else "excl.", ", ".join(managers[c].names))
+            for c, m in markets.items()]
+    _table(["market", "name", "currency", "locales", "tax", "plugins"], rows)
+    print(f"{args.file}: OK ({len(markets)} markets)")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from kernel.services.orders import sweep
+
+    async def run() -> dict[str, int]:
+        niaga = build(args.db, args.markets)
+        await niaga.start()
+        try:
+            return await sweep(niaga)
+        finally:
+            await niaga.close()
+
+    result = asyncio.run(run())
+    print(f"expired {result['orders_expired']} unpaid order(s), "
+          f"released {result['units_released']} unit(s) from abandoned checkouts")
+    return 0
+
+
+def _table(headers: list[str], rows: list[tuple]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="niaga", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", default="niaga.sqlite",
+                       help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
+    serve.add_argument("--markets", help="markets TOML file (default: the demo markets)")
+    serve.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=cmd_serve)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.set_defaults(func=cmd_plugins)
+
+    markets = sub.add_parser("markets", help="markets files")
+    msub = markets.add_subparsers(dest="markets_command", required=True)
+    check = msub.add_parser("check", help="validate a markets file and its plugin settings")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_markets_check)
+
+    sweep = sub.add_parser("sweep", help="expire unpaid orders and release abandoned stock once")
+    sweep.add_argument("--db", default="niaga.sqlite")
+    sweep.add_argument("--markets")
+    sweep.set_defaults(func=cmd_sweep)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
