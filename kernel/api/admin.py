@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
 from kernel.api.auth import admin_guard
@@ -178,10 +178,13 @@ class WebhookController(Controller):
     tags = ["webhooks"]
 
     @post("/{plugin:str}", status_code=200)
-    async def receive(self, niaga: Niaga, plugin: str, body: bytes,
-                      headers: dict[str, str]) -> Response[dict[str, Any]]:
+    async def receive(self, niaga: Niaga, plugin: str,
+                      request: Request) -> Response[dict[str, Any]]:
         from kernel.errors import NotFound
         from kernel.payments import WebhookRejected
+
+        body = await request.body()
+        headers = dict(request.headers)
 
         markets = [code for code, mp in niaga.plugins.items() if plugin in mp.names]
         if not markets:

@@ -1,0 +1,152 @@
+"""Shared fixtures: real stores (SQLite file, PostgreSQL database), a wired Niaga, an HTTP client.
+
+PostgreSQL tests use a throw-away database on 127.0.0.1:5432 (created once per
+session, emptied between tests). Locally they are skipped when no server
+answers; under CI (CI=true) a missing server is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kernel.demo import seed
+from kernel.markets import Market, demo_markets_path, load_markets
+from kernel.runtime import Niaga
+from kernel.store.sql import SqlStore
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+ADMIN_TOKEN = "adm_test_token"
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped at the end."""
+    if not _pg_up():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run should start it)")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    import asyncpg
+
+    name = f"niaga_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres",
+                                     database="postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    asyncio.run(_create_schema(url))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _create_schema(url: str) -> None:
+    store = SqlStore(url)
+    await store.start()
+    try:
+        await store.create_schema()
+    finally:
+        await store.close()
+
+
+async def _truncate(url: str) -> None:
+    store = SqlStore(url)
+    await store.start()
+    try:
+        names = ", ".join(t._meta.tablename for t in store.t.all)
+        await store.t.product.raw(f"TRUNCATE {names}")
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store with its schema, once per engine."""
+    if request.param == "sqlite":
+        url = str(tmp_path / "niaga.sqlite")
+        asyncio.run(_create_schema(url))
+        return url
+    url = request.getfixturevalue("pg_database")
+    asyncio.run(_truncate(url))
+    return url
+
+
+@pytest.fixture
+def markets() -> dict[str, Market]:
+    return load_markets(demo_markets_path())
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    """An open, empty store (SQLite, then PostgreSQL)."""
+    s = SqlStore(store_url, pool_size=8)
+    await s.start()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def niaga(store: SqlStore, markets: dict[str, Market]) -> AsyncIterator[Niaga]:
+    """A wired kernel on the demo markets and catalog."""
+    ctx = Niaga(store, markets)
+    await seed(store, markets, ctx.clock())
+    yield ctx
+    await ctx.dispatcher.stop()
+
+
+@pytest.fixture
+def seeded_url(store_url: str, markets: dict[str, Market]) -> str:
+    async def run() -> None:
+        s = SqlStore(store_url)
+        await s.start()
+        try:
+            await seed(s, markets, 0.0)
+        finally:
+            await s.close()
+
+    asyncio.run(run())
+    return store_url
+
+
+@pytest.fixture
+def client(seeded_url: str, markets: dict[str, Market]) -> Iterator:
+    """Litestar's test client on the real app over a seeded store (both engines)."""
+    from litestar.testing import TestClient
+
+    from kernel.api.app import create_app
+
+    app = create_app(Niaga(SqlStore(seeded_url), markets), admin_token=ADMIN_TOKEN)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def _reset_testpay() -> Iterator[None]:
+    from plugins.payments.testpay import TestPay
+
+    TestPay.reset()
+    yield
