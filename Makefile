@@ -1,0 +1,42 @@
+# Niaga — the two commands that matter: `make serve` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+SERVE_ARGS ?=
+
+.PHONY: help install serve test test-fast lint bench clean
+
+help:
+	@echo "make serve   - set up .venv, install, serve the API on SQLite with demo data (port 8000)"
+	@echo "make test    - set up .venv, install, run the whole test suite (SQLite and PostgreSQL)"
+	@echo "make lint    - ruff"
+	@echo "make bench   - benchmarks; figures go to docs/BENCHMARKS.md"
+	@echo "make clean   - remove .venv and caches (keeps niaga.sqlite)"
+
+# The venv is rebuilt when pyproject.toml changes; the stamp records a finished install.
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Niaga needs Python 3.11 or newer (set PY=python3.12)")'
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "installing Niaga and its test tools into $(VENV) ..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/niaga serve $(SERVE_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check kernel plugins tests
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench_checkout.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
