@@ -13,6 +13,6 @@ def new_id() -> str:
 
 
 def order_number(market: str) -> str:
-    """Human-friendly, e.g. ``ID-7K2M-9QXA`` (40 random bits); the order id, not this, is the key."""
+    """Human-friendly, e.g. ``ID-7K2M-9QXA`` (40 random bits); the order id is the key."""
     code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     return f"{market}-{code[:4]}-{code[4:]}"

@@ -126,9 +126,8 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
             problems.append(f"{where}.currency: {exc}")
         if not spec.locales:
             problems.append(f"{where}.locales: at least one locale is required")
-        problems += [
-            f"{where}.locales: unknown locale {loc!r}" for loc in spec.locales if not _locale_ok(loc)
-        ]
+        problems += [f"{where}.locales: unknown locale {loc!r}"
+                     for loc in spec.locales if not _locale_ok(loc)]
         problems += [
             f"{where}.channels: unknown channel {ch!r} (known: {', '.join(CHANNELS)})"
             for ch in spec.channels

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import msgspec
@@ -25,7 +25,7 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be money."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def currency_digits(currency: str) -> int:
     """Minor-unit exponent of ``currency`` (JPY 0, IDR 2, EUR 2, KWD 3), from Babel's CLDR data."""
     if not _CODE_RE.match(currency or ""):

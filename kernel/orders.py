@@ -12,8 +12,8 @@ from kernel.markets import MoneyPolicy
 from kernel.money import Money
 
 OrderStatus = Literal[
-    "pending_payment", "authorized", "paid", "partially_fulfilled", "fulfilled", "cancelled", "returned",
-    "partially_returned",
+    "pending_payment", "authorized", "paid", "partially_fulfilled", "fulfilled", "cancelled",
+    "returned", "partially_returned",
 ]
 
 # Every allowed move. Anything else is a 409 naming both states.

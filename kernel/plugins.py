@@ -173,7 +173,8 @@ class MarketPlugins:
         return [impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()]
 
 
-def build_market_plugins(markets: dict[str, Market], registry: Registry) -> dict[str, MarketPlugins]:
+def build_market_plugins(markets: dict[str, Market],
+                         registry: Registry) -> dict[str, MarketPlugins]:
     """One manager per market, holding only what the market enables; all problems at once."""
     problems: list[str] = []
     result: dict[str, MarketPlugins] = {}

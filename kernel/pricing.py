@@ -82,8 +82,8 @@ def price_cart(
         else:
             wanted = min(adj.amount.amount, sum(room.values()))
             ids = list(room)
-            shares = dict(zip(ids, allocate(wanted, [room[i] for i in ids]))) if ids else {}
             # proportional shares never exceed room (weights are the room itself)
+            shares = dict(zip(ids, allocate(wanted, [room[i] for i in ids]), strict=True))
         applied = sum(shares.values())
         for line_id, share in shares.items():
             per_line[line_id] += share

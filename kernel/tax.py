@@ -79,7 +79,8 @@ def compute_taxes(
         for rate, members in groups.items():
             group_tax = round_fraction(sum(a for _, a in members) * factor(rate), mode)
             shares = allocate(group_tax, [abs(a) for _, a in members])
-            taxes.update({line_id: share for (line_id, _), share in zip(members, shares)})
+            for (line_id, _), share in zip(members, shares, strict=True):
+                taxes[line_id] = share
     else:
         for line_id, amount, qty in items:
             rate = rates[line_id][0]

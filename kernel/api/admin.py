@@ -36,7 +36,7 @@ from kernel.catalog import Product
 from kernel.errors import ValidationError
 from kernel.inventory import StockLevel
 from kernel.runtime import Niaga
-from kernel.services import catalog, customers, orders, reports
+from kernel.services import catalog, customers, orders, payments, reports
 from kernel.services.checkout import request_hash
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False)]
@@ -77,7 +77,8 @@ class AdminController(Controller):
     security = [{"bearer": []}]
 
     @put("/products/{sku:str}")
-    async def put_product(self, niaga: Niaga, sku: SkuPath, data: ProductUpdate) -> AdminProductRead:
+    async def put_product(self, niaga: Niaga, sku: SkuPath,
+                          data: ProductUpdate) -> AdminProductRead:
         for code in data.prices:
             niaga.market(code, field=f"prices.{code}")
         product = Product(sku=sku, names=dict(data.names),
@@ -114,7 +115,8 @@ class AdminController(Controller):
         return stock_read(await catalog.adjust(niaga, sku, location_id, data.delta, data.reason))
 
     @post("/orders/{order_id:str}/mark-paid", status_code=200)
-    async def mark_paid(self, niaga: Niaga, order_id: str, data: MarkPaid | None = None) -> OrderRead:
+    async def mark_paid(self, niaga: Niaga, order_id: str,
+                        data: MarkPaid | None = None) -> OrderRead:
         reference = data.reference if data else None
         return order_read(await orders.mark_paid(niaga, order_id, reference))
 
@@ -186,15 +188,9 @@ class WebhookController(Controller):
         body = await request.body()
         headers = dict(request.headers)
 
-        markets = [code for code, mp in niaga.plugins.items() if plugin in mp.names]
-        if not markets:
+        if not any(plugin in mp.names for mp in niaga.plugins.values()):
             raise NotFound(f"no enabled plugin {plugin!r} receives webhooks")
-        event = None
-        for code in markets:
-            event = await niaga.offload(niaga.plugins_for(code).first, hook="niaga_webhook_parse",
-                                        plugin=plugin, headers=dict(headers), body=body)
-            if event is not None:
-                break
+        event = await payments.parse_webhook(niaga, plugin, headers, body)
         if event is None:
             raise WebhookRejected(f"{plugin} did not recognise this webhook")
         order = await orders.apply_webhook(niaga, plugin, event)

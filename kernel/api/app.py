@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -67,7 +68,7 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
                         AdminController, WebhookController, *(extra_route_handlers or [])],
         dependencies={"niaga": Provide(lambda: niaga, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers,
-        state={"admin_token_digest": digest(admin_token)},
+        state=State({"admin_token_digest": digest(admin_token)}),
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         cors_config=CORSConfig(allow_origins=["*"]) if cors else None,

@@ -9,10 +9,18 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from kernel.api.auth import provide_customer
-from kernel.api.schemas import CartRead, MergeCreate, MeRead, OrderRead, cart_read, order_read
+from kernel.api.schemas import (
+    CartRead,
+    MeRead,
+    MergeCreate,
+    OrderRead,
+    TrackingRead,
+    cart_read,
+    order_read,
+)
 from kernel.errors import NotFound
 from kernel.runtime import Niaga
-from kernel.services import carts
+from kernel.services import carts, orders
 from kernel.services.orders import load_order
 from kernel.store.base import Customer
 
@@ -24,6 +32,10 @@ class OrderController(Controller):
     @get("/{order_id:str}")
     async def read(self, niaga: Niaga, order_id: str) -> OrderRead:
         return order_read(await load_order(niaga, order_id))
+
+    @get("/{order_id:str}/tracking")
+    async def tracking(self, niaga: Niaga, order_id: str) -> list[TrackingRead]:
+        return [TrackingRead(**t) for t in await orders.tracking(niaga, order_id)]
 
 
 class MeController(Controller):

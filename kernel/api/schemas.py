@@ -235,6 +235,14 @@ class FulfillmentRead(Struct):
     tracking_number: str | None
 
 
+class TrackingRead(Struct):
+    fulfillment_id: str
+    carrier: str
+    tracking_number: str
+    status: str
+    detail: str | None = None
+
+
 class HistoryRead(Struct):
     at: float
     event: str

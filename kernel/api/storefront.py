@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from kernel.api.schemas import AvailabilityRead, MarketRead, ProductRead, money
+from kernel.api.schemas import AvailabilityRead, MarketRead, MoneyRead, ProductRead
 from kernel.catalog import Product
 from kernel.errors import NotFound
 from kernel.markets import Market
@@ -32,13 +32,16 @@ def market_read(market: Market, plugin_names: list[str]) -> MarketRead:
 
 def product_read(niaga: Niaga, product: Product, market: Market,
                  locale: str | None) -> ProductRead | None:
-    price = unit_price(product, market, niaga.plugins_for(market.code))
+    plugins = niaga.plugins_for(market.code)
+    price = unit_price(product, market, plugins)
     if price is None:
         return None
     loc = market.locale_for(locale)
+    display = plugins.first("niaga_format_money", money=price, locale=loc)
     return ProductRead(sku=product.sku, name=product.name_for(loc, market.locales),
                        description=product.description_for(loc, market.locales),
-                       price=money(price, loc), tax_class=product.tax_class,
+                       price=MoneyRead(amount=price.format_amount(), currency=price.currency,
+                                       display=display), tax_class=product.tax_class,
                        weight_grams=product.weight_grams, attributes=dict(product.attributes),
                        locale=loc)
 

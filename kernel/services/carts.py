@@ -24,7 +24,7 @@ from kernel.errors import NotFound, OutOfStock, ValidationError, VersionConflict
 from kernel.ids import new_id
 from kernel.money import Money
 from kernel.payments import PaymentMethod
-from kernel.pricing import price_cart
+from kernel.pricing import price_cart, unit_price
 from kernel.runtime import Niaga
 from kernel.store.base import Customer
 
@@ -74,8 +74,13 @@ async def create_cart(ctx: Niaga, market_code: str, channel: str,
                       customer_id=customer.id if customer else None, now=now)
     await reprice(ctx, cart)
     await ctx.store.create_cart(cart)
-    ctx.plugins_for(market.code).notify("niaga_cart_updated", cart=cart, market=market)
+    _updated(ctx, cart)
     return cart
+
+
+def _updated(ctx: Niaga, cart: Cart) -> None:
+    market = ctx.market(cart.market)
+    ctx.plugins_for(cart.market).notify("niaga_cart_updated", cart=cart, market=market)
 
 
 async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[None]],
@@ -95,8 +100,7 @@ async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[No
             if attempt == RETRIES - 1:
                 raise
             continue
-        market = ctx.market(cart.market)
-        ctx.plugins_for(cart.market).notify("niaga_cart_updated", cart=cart, market=market)
+        _updated(ctx, cart)
         return cart
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -131,8 +135,7 @@ async def add_line(ctx: Niaga, cart_id: str, sku: str, quantity: int,
 
     async def change(cart: Cart) -> None:
         market = ctx.market(cart.market)
-        if product.price_in(market.code) is None and ctx.plugins_for(market.code).first(
-                "niaga_convert_price", product=product, market=market) is None:
+        if unit_price(product, market, ctx.plugins_for(market.code)) is None:
             raise ValidationError.field("sku", f"{sku} is not sold in market {market.code}")
         line = cart.line_for_sku(sku)
         new_quantity = quantity + (line.quantity if line else 0)

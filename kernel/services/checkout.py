@@ -21,7 +21,6 @@ from kernel.errors import (
     Conflict,
     GatewayError,
     IdempotencyMismatch,
-    NiagaError,
     NotFound,
     OutOfStock,
     PaymentDeclined,
@@ -35,10 +34,11 @@ from kernel.inventory import AllocationRequest, Reservation, shortfalls
 from kernel.markets import Market
 from kernel.money import Money
 from kernel.orders import HistoryEntry, Order, OrderLine, Payment
-from kernel.payments import PaymentOperation, PaymentRequest, PaymentResult
+from kernel.payments import PaymentRequest, PaymentResult
 from kernel.plugins import MarketPlugins
 from kernel.pricing import price_cart
 from kernel.runtime import Niaga
+from kernel.services import payments
 from kernel.services.carts import load_cart, pickup_location
 from kernel.store.base import StockShortage
 
@@ -184,15 +184,7 @@ async def _allocate(ctx: Niaga, cart: Cart, market: Market, plugins: MarketPlugi
 
 async def _authorize(ctx: Niaga, plugins: MarketPlugins, method: str,
                      request: PaymentRequest) -> PaymentResult:
-    try:
-        result = await ctx.offload(plugins.first, hook="niaga_payment_authorize",
-                                   gateway=method, request=request)
-    except NiagaError:
-        raise
-    except Exception as exc:
-        raise GatewayError(f"payment gateway {method} failed: {exc}") from exc
-    if result is None:
-        raise GatewayError(f"payment gateway {method} gave no answer")
+    result = await payments.authorize(ctx, method, request)
     if result.status == "declined":
         raise PaymentDeclined(f"{method}: {result.message or 'payment declined'}",
                               gateway=method)
@@ -204,13 +196,12 @@ async def _authorize(ctx: Niaga, plugins: MarketPlugins, method: str,
 
 async def _void(ctx: Niaga, plugins: MarketPlugins, method: str, result: PaymentResult,
                 order_id: str, key: str) -> None:
-    hook = "niaga_payment_refund" if result.status == "captured" else "niaga_payment_void"
-    operation = PaymentOperation(order_id=order_id, reference=result.reference,
-                                 amount=result.amount, idempotency_key=f"{key}:undo")
+    action = "refund" if result.status == "captured" else "void"
+    operation = payments.operation(order_id, result.reference, result.amount, f"{key}:undo")
     try:
-        await ctx.offload(plugins.first, hook=hook, gateway=method, operation=operation)
+        await payments.operate(ctx, plugins.market.code, method, action, operation)
     except Exception:  # the order is not placed either way; flag loudly for reconciliation
-        log.exception("could not %s payment %s of unplaced order %s", hook, result.reference,
+        log.exception("could not %s payment %s of unplaced order %s", action, result.reference,
                       order_id)
 
 

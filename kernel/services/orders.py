@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kernel.errors import Conflict, GatewayError, NotFound, ValidationError
+from kernel.errors import Conflict, NotFound, ValidationError
 from kernel.events import Event
 from kernel.ids import new_id
 from kernel.money import Money, allocate
 from kernel.orders import Allocated, Fulfillment, Order
-from kernel.payments import OperationResult, PaymentOperation, WebhookEvent
+from kernel.payments import OperationResult, WebhookEvent
 from kernel.runtime import Niaga
+from kernel.services import payments
 from kernel.store.base import IdempotencyRecord, StockEffects
 
 
@@ -54,21 +55,10 @@ async def _save(ctx: Niaga, order: Order, events: list[Event],
     return order
 
 
-async def _gateway(ctx: Niaga, order: Order, hook: str, amount: Money, key: str) -> OperationResult:
-    plugins = ctx.plugins_for(order.market)
-    operation = PaymentOperation(order_id=order.id, reference=order.payment.reference,
-                                 amount=amount, idempotency_key=key)
-    try:
-        result = await ctx.offload(plugins.first, hook=hook, gateway=order.payment.gateway,
-                                   operation=operation)
-    except GatewayError:
-        raise
-    except Exception as exc:
-        raise GatewayError(f"{order.payment.gateway} failed in {hook}: {exc}") from exc
-    if result is None or not result.ok:
-        why = result.message if result else "no answer"
-        raise GatewayError(f"{order.payment.gateway} refused {hook.split('_')[-1]}: {why}")
-    return result
+async def _gateway(ctx: Niaga, order: Order, action: str, amount: Money,
+                   key: str) -> OperationResult:
+    op = payments.operation(order.id, order.payment.reference, amount, key)
+    return await payments.operate(ctx, order.market, order.payment.gateway, action, op)
 
 
 async def mark_paid(ctx: Niaga, order_id: str, reference: str | None,
@@ -120,10 +110,11 @@ async def capture(ctx: Niaga, order_id: str, amount: Money | None, key: str,
     if order.status != "authorized":
         raise Conflict(f"order {order.number} is {order.status}; only authorized orders capture")
     amount = amount or order.payment.authorized
-    if amount.currency != order.currency or not 0 < amount.amount <= order.payment.authorized.amount:
+    held = order.payment.authorized
+    if amount.currency != order.currency or not 0 < amount.amount <= held.amount:
         raise ValidationError.field("amount", f"must be between 0 and {order.payment.authorized}")
     _guard(ctx, order, "paid")
-    await _gateway(ctx, order, "niaga_payment_capture", amount, f"{order.id}:{key}")
+    await _gateway(ctx, order, "capture", amount, f"{order.id}:{key}")
     now = ctx.clock()
     order.payment.status = "captured"
     order.payment.captured = amount
@@ -144,13 +135,13 @@ async def cancel(ctx: Niaga, order_id: str, reason: str | None, source: str = "a
     money_note: dict[str, str] = {}
     payment = order.payment
     if payment.status == "authorized":
-        await _gateway(ctx, order, "niaga_payment_void", payment.authorized, key)
+        await _gateway(ctx, order, "void", payment.authorized, key)
         payment.status = "voided"
         money_note["voided"] = payment.authorized.format_amount()
     elif payment.status in ("captured", "partially_refunded"):
         due = payment.captured - payment.refunded
         if due.amount > 0:
-            await _gateway(ctx, order, "niaga_payment_refund", due, key)
+            await _gateway(ctx, order, "refund", due, key)
             payment.refunded = payment.refunded + due
         payment.status = "refunded"
         money_note["refunded"] = due.format_amount()
@@ -268,7 +259,7 @@ async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], r
     if all_back:  # everything came back: refund shipping too, whatever is left
         refund = order.payment.captured - order.payment.refunded
     if refund.amount > 0:
-        await _gateway(ctx, order, "niaga_payment_refund", refund, f"{order.id}:{key}")
+        await _gateway(ctx, order, "refund", refund, f"{order.id}:{key}")
         order.payment.refunded = order.payment.refunded + refund
         order.payment.status = ("refunded" if order.payment.refunded >= order.payment.captured
                                 else "partially_refunded")
@@ -307,6 +298,24 @@ async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order |
                            StockEffects(release=True), idempotency=record)
     order.record(now, f"webhook:{event.kind}", event=event.id, plugin=plugin)
     return await _save(ctx, order, [], idempotency=record)
+
+
+async def tracking(ctx: Niaga, order_id: str) -> list[dict[str, Any]]:
+    """The carrier's current status of every fulfilment that has a tracking number."""
+    order = await load_order(ctx, order_id)
+    carrier = order.delivery.carrier if order.delivery else None
+    found = []
+    for f in order.fulfillments:
+        if not (carrier and f.tracking_number):
+            continue
+        status = await ctx.offload(ctx.plugins_for(order.market).first,
+                                   hook="niaga_track_shipment", carrier=carrier,
+                                   tracking_number=f.tracking_number)
+        found.append({"fulfillment_id": f.id, "carrier": carrier,
+                      "tracking_number": f.tracking_number,
+                      "status": status.status if status else "unknown",
+                      "detail": status.detail if status else None})
+    return found
 
 
 async def sweep(ctx: Niaga) -> dict[str, int]:

@@ -262,7 +262,8 @@ class SqlStore(Store):
                 raise Conflict(
                     f"on_hand {on_hand} is below the {current.reserved} unit(s) reserved for "
                     f"orders of {sku} at {location_id}",
-                    errors=[{"field": "on_hand", "message": f"must be at least {current.reserved}"}],
+                    errors=[{"field": "on_hand",
+                             "message": f"must be at least {current.reserved}"}],
                 )
             await S.update({S.on_hand: on_hand}).where(S.id == key)
             await self._movement(sku, location_id, on_hand - current.on_hand, reason, at)
@@ -540,6 +541,8 @@ class SqlStore(Store):
 
     # outbox and idempotency --------------------------------------------------
     async def _write_events(self, events: list[Event]) -> None:
+        if not events:
+            return  # an INSERT of no rows is a syntax error
         E = self.t.outbox
         await E.insert(*[
             E(id=e.id, type=e.type, market=e.market, subject=e.subject, at=e.at,
@@ -571,7 +574,8 @@ class SqlStore(Store):
 def _low_stock_event(level: StockLevel, market: str, sample: Reservation) -> Event:
     from kernel.ids import new_id
 
-    return Event(id=new_id(), type="stock.low", market=market, subject=f"{level.sku}@{level.location_id}",
+    return Event(id=new_id(), type="stock.low", market=market,
+                 subject=f"{level.sku}@{level.location_id}",
                  at=time.time(), data={"sku": level.sku, "location_id": level.location_id,
                                        "available": level.available,
                                        "threshold": level.low_threshold,
