@@ -145,9 +145,9 @@ def _taxes(cart: Cart, market: Market, plugins: MarketPlugins, lines: list[Line]
         delivery_kind=cart.delivery.kind if cart.delivery else None,
         pickup_address=pickup_address,
     )
-    names = plugins.implementers("niaga_calculate_taxes")
+    hook = "niaga_calculate_taxes"
     try:
-        result = plugins.first("niaga_calculate_taxes", request=request)
+        result = plugins.first(hook, request=request)
         if result is None:
             raise GatewayError(f"no tax plugin answered for market {market.code}")
         _check_tax_result(result, request)
@@ -155,7 +155,8 @@ def _taxes(cart: Cart, market: Market, plugins: MarketPlugins, lines: list[Line]
     except NiagaError as exc:
         failure = exc
     except Exception as exc:  # a plugin's bug is a gateway failure with its name on it
-        failure = GatewayError(f"tax plugin {', '.join(names) or '-'} failed: {exc}")
+        names = ", ".join(plugins.implementers(hook)) or "-"
+        failure = GatewayError(f"tax plugin {names} failed: {exc}")
     if market.on_tax_error == "fallback" and market.fallback_tax_rate:
         rate = percent(market.fallback_tax_rate)
         label = f"Fallback tax {market.fallback_tax_rate}%"

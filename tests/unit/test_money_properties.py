@@ -103,7 +103,7 @@ def test_random_carts_add_up(s):
     cur = s["currency"]
     # no minor unit lost or invented on the way from prices to lines
     assert cart.subtotal.amount == sum(p * q for p, q, _ in s["lines"])
-    for line, (price, qty, _) in zip(cart.lines, s["lines"]):
+    for line, (price, qty, _) in zip(cart.lines, s["lines"], strict=False):
         assert line.subtotal.amount == price * qty
         assert 0 <= line.discount.amount <= line.subtotal.amount
     # discounts, in plugin order: the cart-wide one spread by line subtotal, then the one on
@@ -123,7 +123,7 @@ def test_random_carts_add_up(s):
     rate = {"standard": Fraction(s["standard"]), "reduced": Fraction(s["reduced"])}
     exact = Fraction(0)
     base = []
-    for line, (_, _, tax_class) in zip(cart.lines, s["lines"]):
+    for line, (_, _, tax_class) in zip(cart.lines, s["lines"], strict=False):
         base.append((line.subtotal.amount - line.discount.amount, rate[tax_class]))
     if s["shipping_class"]:
         base.append((s["shipping"], rate[s["shipping_class"]]))
@@ -145,7 +145,7 @@ def test_random_carts_add_up(s):
     assert SHIPPING not in {li.id for li in cart.lines}
 
 
-@given(st.sampled_from(CURRENCIES + ["KWD", "BHD", "CLP"]), st.integers(-10**15, 10**15))
+@given(st.sampled_from([*CURRENCIES, "KWD", "BHD", "CLP"]), st.integers(-10**15, 10**15))
 def test_format_parse_round_trip(currency, amount):
     money = Money(amount, currency)
     text = money.format_amount()
@@ -159,7 +159,7 @@ def test_allocate_parts_sum_to_whole_and_stay_within_one(total, weights):
     parts = allocate(total, weights)
     assert sum(parts) == total
     whole = sum(weights) or len(weights)
-    for part, w in zip(parts, weights if sum(weights) else [1] * len(weights)):
+    for part, w in zip(parts, weights if sum(weights) else [1] * len(weights), strict=False):
         assert abs(part - Fraction(total * w, whole)) < 1
 
 
