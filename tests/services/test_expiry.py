@@ -1,0 +1,81 @@
+"""Unpaid orders expire after the market's payment window; crashed checkouts give stock back."""
+
+from __future__ import annotations
+
+from kernel.cart import Address
+from kernel.inventory import Reservation
+from kernel.services import carts, orders
+from kernel.services.checkout import checkout
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _cart(ctx, sku: str, quantity: int):
+    cart = await carts.create_cart(ctx, "DE", "web", None)
+    await carts.add_line(ctx, cart.id, sku, quantity)
+    await carts.set_address(ctx, cart.id, Address(country="DE", city="Berlin"))
+    options = await carts.delivery_options(ctx, cart.id)
+    return await carts.set_delivery(ctx, cart.id, next(o.id for o in options if o.kind == "ship"))
+
+
+async def _available(ctx, sku: str) -> int:
+    stock = await ctx.store.get_stock([sku], [loc.id for loc in await ctx.locations("DE")])
+    return sum(level.available for level in stock.values())
+
+
+async def test_unpaid_bank_transfer_expires_after_the_window_and_releases_stock(niaga):
+    clock = Clock(1_800_000_000.0)
+    niaga.clock = clock
+    sku = "TEA-JAVA-BLACK"
+    before = await _available(niaga, sku)
+    cart = await _cart(niaga, sku, 3)
+    order, _ = await checkout(niaga, cart.id, {"method": "bank-transfer"}, "bt-1", "h")
+    assert order.status == "pending_payment"
+    assert order.payment.instructions  # the customer is told where to pay
+    assert await _available(niaga, sku) == before - 3
+    window = niaga.market("DE").payment_window_hours * 3600
+
+    clock.now += window - 60  # not yet
+    assert (await orders.sweep(niaga))["orders_expired"] == 0
+    clock.now += 120
+    assert (await orders.sweep(niaga))["orders_expired"] == 1
+    expired = await orders.load_order(niaga, order.id)
+    assert expired.status == "cancelled"
+    assert expired.history[-1].event == "expired"
+    assert await _available(niaga, sku) == before
+    # a late payment confirmation cannot revive it
+    assert (await orders.sweep(niaga))["orders_expired"] == 0
+
+
+async def test_marked_paid_in_time_never_expires(niaga):
+    clock = Clock(1_800_000_000.0)
+    niaga.clock = clock
+    cart = await _cart(niaga, "TEA-JAVA-BLACK", 1)
+    order, _ = await checkout(niaga, cart.id, {"method": "bank-transfer"}, "bt-2", "h")
+    await orders.mark_paid(niaga, order.id, "SEPA-1")
+    clock.now += 30 * 24 * 3600
+    assert (await orders.sweep(niaga))["orders_expired"] == 0
+    assert (await orders.load_order(niaga, order.id)).status == "paid"
+
+
+async def test_a_checkout_that_died_after_reserving_is_released_by_the_sweeper(niaga):
+    clock = Clock(1_800_000_000.0)
+    niaga.clock = clock
+    sku = "COFFEE-GAYO-250"
+    before = await _available(niaga, sku)
+    warehouse = next(loc.id for loc in await niaga.locations("DE") if loc.kind == "warehouse")
+    # what checkout does before it authorizes; then the process "dies"
+    await niaga.store.reserve([Reservation(order_id="crashed-order", sku=sku,
+                                           location_id=warehouse, quantity=2,
+                                           expires_at=clock.now + 15 * 60)], "DE", [])
+    assert await _available(niaga, sku) == before - 2
+    assert (await orders.sweep(niaga))["units_released"] == 0  # still within its hold
+    clock.now += 16 * 60
+    assert (await orders.sweep(niaga))["units_released"] == 2
+    assert await _available(niaga, sku) == before
