@@ -288,15 +288,15 @@ async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order |
         order.payment.status = "captured"
         order.payment.captured = event.amount or order.total
         order.payment_due_at = None
-        order.move_to("paid", now, "paid", source=f"webhook:{plugin}", event=event.id)
+        order.move_to("paid", now, "paid", source=f"webhook:{plugin}", event_id=event.id)
         return await _save(ctx, order, [_event(order, "order.paid", now)], idempotency=record)
     if event.kind == "payment.failed" and order.status == "pending_payment":
         order.payment.status = "failed"
         order.move_to("cancelled", now, "payment_failed", source=f"webhook:{plugin}",
-                      event=event.id)
+                      event_id=event.id)
         return await _save(ctx, order, [_event(order, "order.cancelled", now)],
                            StockEffects(release=True), idempotency=record)
-    order.record(now, f"webhook:{event.kind}", event=event.id, plugin=plugin)
+    order.record(now, f"webhook:{event.kind}", event_id=event.id, plugin=plugin)
     return await _save(ctx, order, [], idempotency=record)
 
 

@@ -197,9 +197,9 @@ class SqlStore(Store):
     # catalog ---------------------------------------------------------------
     async def put_product(self, product: Product) -> None:
         P = self.t.product
-        async with self._tx():
-            await P.delete().where(P.sku == product.sku)
-            await P.insert(P(sku=product.sku, doc=_doc(product)))
+        # one upsert: a delete + insert pair races itself on PostgreSQL (unique violation)
+        await P.insert(P(sku=product.sku, doc=_doc(product))).on_conflict(
+            target=P.sku, action="DO UPDATE", values=[P.doc])
 
     async def delete_product(self, sku: str) -> bool:
         P = self.t.product
@@ -222,9 +222,8 @@ class SqlStore(Store):
 
     async def put_location(self, location: Location) -> None:
         L = self.t.location
-        async with self._tx():
-            await L.delete().where(L.id == location.id)
-            await L.insert(L(id=location.id, doc=_doc(location)))
+        await L.insert(L(id=location.id, doc=_doc(location))).on_conflict(
+            target=L.id, action="DO UPDATE", values=[L.doc])
 
     async def list_locations(self, market: str | None = None) -> list[Location]:
         L = self.t.location
@@ -250,13 +249,23 @@ class SqlStore(Store):
                         at: float) -> StockLevel:
         S = self.t.stock
         key = _stock_key(sku, location_id)
+
+        def locked() -> Any:
+            query = S.select().where(S.id == key)
+            # PostgreSQL: hold the row so no reservation lands between the check and the
+            # update (SQLite's BEGIN IMMEDIATE already serializes writers)
+            return query.lock_rows() if self.name == "postgresql" else query
+
         async with self._tx():
-            rows = await S.select().where(S.id == key)
+            rows = await locked()
             if not rows:
-                await S.insert(S(id=key, sku=sku, location_id=location_id, on_hand=on_hand,
-                                 reserved=0))
-                await self._movement(sku, location_id, on_hand, reason, at)
-                return StockLevel(sku=sku, location_id=location_id, on_hand=on_hand)
+                inserted = await S.insert(
+                    S(id=key, sku=sku, location_id=location_id, on_hand=on_hand, reserved=0)
+                ).on_conflict(action="DO NOTHING").returning(S.id)
+                if inserted:
+                    await self._movement(sku, location_id, on_hand, reason, at)
+                    return StockLevel(sku=sku, location_id=location_id, on_hand=on_hand)
+                rows = await locked()  # a concurrent set_stock created it meanwhile
             current = self._level(rows[0])
             if on_hand < current.reserved:
                 raise Conflict(

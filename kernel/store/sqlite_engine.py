@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 import aiosqlite
-from piccolo.engine.sqlite import SQLiteEngine, dict_factory
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -30,13 +30,41 @@ class _Borrowed:
         return getattr(self._conn, name)
 
     def execute(self, sql: str, parameters: Any = None) -> Any:
-        self._engine.statements += 1  # BEGIN/COMMIT and statements inside transactions
+        self._engine.statements += 1  # Piccolo's BEGIN / COMMIT / ROLLBACK
         return self._conn.execute(sql, parameters)
 
     async def close(self) -> None:
         if self._conn.in_transaction:  # never hand out a connection mid-transaction
             await self._conn.rollback()
         self._engine._pool.put_nowait(self._conn)
+
+
+class _WriteTransaction(SQLiteTransaction):
+    """A write transaction that queues on an in-process lock before ``BEGIN IMMEDIATE``.
+
+    SQLite admits one writer at a time. Left to the busy handler, waiting writers
+    sleep in growing steps that outlast the short transaction holding the lock;
+    queueing them here hands the lock over at once. Other processes on the same
+    file still meet the busy timeout.
+    """
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None or self.engine.current_transaction.get() is not None:
+            return await super().__aenter__()
+        await self.engine._write_lock.acquire()
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            self.engine._write_lock.release()
+            raise
+
+    async def __aexit__(self, exception_type, exception, traceback) -> bool:
+        try:
+            return await super().__aexit__(exception_type, exception, traceback)
+        finally:
+            if self._parent is None:
+                self.engine._write_lock.release()
+
 
 
 class PooledSQLiteEngine(SQLiteEngine):
@@ -46,6 +74,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         self._pool_size = pool_size
         self._pool: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._opened = 0
+        self._write_lock = asyncio.Lock()
         self.statements = 0  # counted for the benchmark's "SQL per checkout"
 
     async def _open(self) -> aiosqlite.Connection:
@@ -74,10 +103,8 @@ class PooledSQLiteEngine(SQLiteEngine):
         conn = await self._borrow()
         try:
             self.statements += 1
-            async with conn.execute(query, args or []) as cursor:
-                rows = await cursor.fetchall()
-            await conn.commit()
-            return rows
+            # one hop to the connection's thread (execute + fetch); autocommit needs no COMMIT
+            return list(await conn.execute_fetchall(query, args or []))
         finally:
             if conn.in_transaction:
                 await conn.rollback()
@@ -86,8 +113,15 @@ class PooledSQLiteEngine(SQLiteEngine):
     async def _run_in_existing_connection(self, connection: Any, query: str,
                                           args: list[Any] | None = None,
                                           query_type: str = "generic", table: Any = None):
-        async with connection.execute(query, args or []) as cursor:
-            return await cursor.fetchall()
+        self.statements += 1
+        return list(await connection.execute_fetchall(query, args or []))
+
+    def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
+                    allow_nested: bool = True) -> SQLiteTransaction:
+        if transaction_type is TransactionType.deferred:
+            return super().transaction(transaction_type, allow_nested)
+        return _WriteTransaction(engine=self, transaction_type=transaction_type,
+                                 allow_nested=allow_nested)
 
     async def close_pool(self) -> None:
         while not self._pool.empty():
