@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check kernel plugins tests
 
 bench: $(STAMP)
-	$(BIN)/python tests/bench/bench_checkout.py
+	$(BIN)/python tests/bench/bench_checkout.py --out docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
