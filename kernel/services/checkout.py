@@ -118,13 +118,19 @@ async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotenc
     try:
         await ctx.store.place_order(order, closed, version, events)
     except BaseException as exc:
-        await _undo_payment(ctx, plugins, method, result, order_id, cart.id, idempotency_key)
-        await _release(ctx, order_id)
+        winner = None
         if isinstance(exc, VersionConflict | Conflict):
-            # a concurrent twin of this request may have won: answer as its replay
             fresh = await ctx.store.get_cart(cart.id)
             if fresh is not None and fresh.status != "open":
-                return await _replay(ctx, fresh, idempotency_key, body_hash), False
+                winner = await ctx.store.get_order_by_cart(cart.id)
+        # a twin of this request (same key) may have won with the very payment we hold:
+        # the gateway deduplicated on the key, so undoing ours would refund the winner's
+        if winner is None or winner.payment.reference != result.reference:
+            await _undo_payment(ctx, plugins, method, result, order_id, cart.id,
+                                idempotency_key)
+        await _release(ctx, order_id)
+        if winner is not None:
+            return await _replay(ctx, fresh, idempotency_key, body_hash), False
         raise
     ctx.dispatcher.kick()
     return order, True
