@@ -8,6 +8,7 @@ Anything else is a 500 whose detail reveals nothing and whose trace is logged.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -39,14 +40,25 @@ def _niaga(_: Request, exc: NiagaError) -> Response:
                    **exc.extra)
 
 
+# msgspec names a missing or unknown field only in its message; Litestar's key is the parent
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
+_MISSING_PARAM = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
 def _validation(_: Request, exc: ValidationException) -> Response:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            field = item.get("key") or item.get("source") or "body"
-            errors.append({"field": str(field), "message": str(item.get("message", "invalid"))})
+            field = str(item.get("key") or item.get("source") or "body")
+            message = str(item.get("message", "invalid"))
+            if named := _NAMED_FIELD.match(message):
+                field = (named.group(1) if field in ("data", "body")
+                         else f"{field}.{named.group(1)}")
+            errors.append({"field": field, "message": message})
     if not errors:
-        errors.append({"field": "body", "message": exc.detail})
+        missing = _MISSING_PARAM.match(str(exc.detail))
+        errors.append({"field": missing.group(1) if missing else "body",
+                       "message": str(exc.detail)})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem(400, "Invalid request", detail, code="invalid_request", errors=errors)
 

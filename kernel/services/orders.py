@@ -184,9 +184,11 @@ def _line_quantities(order: Order, lines: list[dict[str, Any]] | None,
     for i, item in enumerate(lines):
         line = order.line(item["line_id"])
         qty = item["quantity"]
-        if not 1 <= qty <= room(line):
+        # a line named twice counts once: its quantities add up against the same room
+        left = room(line) - wanted.get(line.id, 0)
+        if not 1 <= qty <= left:
             raise ValidationError.field(f"lines[{i}].quantity",
-                                        f"must be between 1 and {room(line)} for {line.sku}")
+                                        f"must be between 1 and {left} for {line.sku}")
         wanted[line.id] = wanted.get(line.id, 0) + qty
     return wanted
 
