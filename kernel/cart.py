@@ -6,7 +6,7 @@ Pure data and rules; persistence and pricing live elsewhere. A cart carries a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -69,6 +69,18 @@ class LoyaltyUse(msgspec.Struct, kw_only=True):
     source: str
 
 
+class FailedCheckout(msgspec.Struct, kw_only=True):
+    """The answer a checkout gave after it started (out of stock, declined, gateway down):
+    a retry with the same Idempotency-Key and body gets it again; another body gets 422."""
+
+    request_hash: str
+    status: int
+    problem: dict[str, Any]
+
+
+MAX_REMEMBERED_FAILURES = 20
+
+
 class Cart(msgspec.Struct, kw_only=True):
     id: str
     market: str
@@ -90,6 +102,7 @@ class Cart(msgspec.Struct, kw_only=True):
     tax_estimated: bool = False  # tax waits for an address (e.g. US sales tax)
     adjustments: list[Adjustment] = []
     channels: list[str] = []  # every channel that touched this cart
+    failed_checkouts: dict[str, FailedCheckout] = {}  # Idempotency-Key -> its answer
     created_at: float = 0.0
     updated_at: float = 0.0
 

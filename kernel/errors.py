@@ -67,6 +67,17 @@ class IdempotencyMismatch(NiagaError):
     status, title, code = 422, "Idempotency key reused", "idempotency_mismatch"
 
 
+class ReplayedFailure(NiagaError):
+    """The stored answer of an earlier attempt with the same Idempotency-Key."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        super().__init__(problem.get("detail", ""), errors=problem.get("errors") or [],
+                         **problem.get("extra", {}))
+        self.status = status
+        self.title = problem.get("title", "Replayed")
+        self.code = problem.get("code", "replayed")
+
+
 class ConfigError(NiagaError):
     """A markets file or plugin configuration that cannot be loaded."""
 

@@ -10,8 +10,10 @@ Each docstring starts with the hook's semantics, and the kernel calls it that wa
 - **notify**: the return value is ignored; a plugin that raises is logged and
   isolated, never breaking the caller.
 
-Plugin hooks are synchronous; the kernel runs the ones that may do I/O
-(payments, tax services, carriers) in a worker thread.
+Plugin hooks are synchronous. The kernel runs the payment hooks, webhook parsing
+and the carriers' shipment and tracking hooks in a worker thread; the others run
+on the event loop and must not block (a tax plugin that calls a web service is
+the exception still to be handled: see docs/plugins.md).
 """
 
 from __future__ import annotations

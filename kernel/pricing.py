@@ -7,16 +7,19 @@ the plugin behind it, and :func:`kernel.totals.check_totals` has the last word.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 from kernel.cart import Adjustment, Cart, Line
 from kernel.catalog import Location, Product
-from kernel.errors import GatewayError, NiagaError
+from kernel.errors import GatewayError, NiagaError, ValidationError
 from kernel.markets import Market
 from kernel.money import Money, allocate, percent
 from kernel.plugins import MarketPlugins
 from kernel.tax import SHIPPING, TaxLine, TaxRequest, TaxResult, compute_taxes
 from kernel.totals import check_totals
+
+log = logging.getLogger("niaga.pricing")
 
 
 def unit_price(product: Product, market: Market, plugins: MarketPlugins) -> Money | None:
@@ -152,20 +155,25 @@ def _taxes(cart: Cart, market: Market, plugins: MarketPlugins, lines: list[Line]
             raise GatewayError(f"no tax plugin answered for market {market.code}")
         _check_tax_result(result, request)
         return result
+    except ValidationError:
+        raise  # the customer's input is wrong: no fallback rate fixes that
     except NiagaError as exc:
         failure = exc
     except Exception as exc:  # a plugin's bug is a gateway failure with its name on it
         names = ", ".join(plugins.implementers(hook)) or "-"
         failure = GatewayError(f"tax plugin {names} failed: {exc}")
     if market.on_tax_error == "fallback" and market.fallback_tax_rate:
+        log.warning("tax for market %s falls back to %s%%: %s", market.code,
+                    market.fallback_tax_rate, failure.detail)
         rate = percent(market.fallback_tax_rate)
         label = f"Fallback tax {market.fallback_tax_rate}%"
+        names = ", ".join(plugins.implementers(hook)) or "tax plugin"
         rates = {li.id: (rate, label) for li in lines}
         rates[SHIPPING] = (rate, label)
         fallback = compute_taxes(request, rates, source="kernel:fallback-tax")
         return TaxResult(source="kernel:fallback-tax", lines=[
             t.__class__(line_id=t.line_id, tax=t.tax, rate=t.rate,
-                        label=f"{label} ({failure.detail})") for t in fallback.lines
+                        label=f"{label} ({names} unavailable)") for t in fallback.lines
         ])
     raise failure
 
@@ -175,3 +183,8 @@ def _check_tax_result(result: TaxResult, request: TaxRequest) -> None:
     for taxed in result.lines:
         if taxed.line_id not in ids or taxed.tax.currency != request.currency:
             raise GatewayError(f"tax plugin {result.source} returned a bad line {taxed.line_id}")
+    # never a silent zero: an untaxed line must be answered with an explicit 0
+    missing = {t.line_id for t in request.lines} - {t.line_id for t in result.lines}
+    if missing:
+        raise GatewayError(f"tax plugin {result.source} did not tax line(s) "
+                           f"{', '.join(sorted(missing))}")

@@ -18,10 +18,11 @@ from kernel.cart import (
     check_quantity,
     empty_cart,
 )
-from kernel.catalog import Location
+from kernel.catalog import Location, Product
 from kernel.delivery import DeliveryContext, DeliveryOption
 from kernel.errors import NotFound, OutOfStock, ValidationError, VersionConflict
 from kernel.ids import new_id
+from kernel.inventory import StockLevel
 from kernel.money import Money
 from kernel.payments import PaymentMethod
 from kernel.pricing import price_cart, unit_price
@@ -29,6 +30,7 @@ from kernel.runtime import Niaga
 from kernel.store.base import Customer
 
 RETRIES = 3
+StockMap = dict[tuple[str, str], StockLevel]
 
 
 async def load_cart(ctx: Niaga, cart_id: str) -> Cart:
@@ -47,8 +49,12 @@ async def pickup_location(ctx: Niaga, cart: Cart) -> Location | None:
 
 async def reprice(ctx: Niaga, cart: Cart) -> list[str]:
     """Re-price in place with current products and plugins; returns the SKUs dropped."""
-    market = ctx.market(cart.market)
     products = await ctx.store.get_products(line.sku for line in cart.lines)
+    return await price_with(ctx, cart, products)
+
+
+async def price_with(ctx: Niaga, cart: Cart, products: dict[str, Product]) -> list[str]:
+    market = ctx.market(cart.market)
     return price_cart(cart, market, products, ctx.plugins_for(cart.market),
                       await pickup_location(ctx, cart))
 
@@ -84,14 +90,18 @@ def _updated(ctx: Niaga, cart: Cart) -> None:
 
 
 async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[None]],
-                 channel: str | None = None) -> Cart:
-    """Apply ``change`` and save; on a lost race, re-read and re-apply."""
+                 channel: str | None = None, *, requote: bool = True) -> Cart:
+    """Apply ``change``, re-price (re-quoting the chosen delivery), and save; on a lost
+    race, re-read and re-apply."""
     for attempt in range(RETRIES):
         cart = await load_cart(ctx, cart_id)
         cart.ensure_open()
         version = cart.version
         await change(cart)
-        await reprice(ctx, cart)
+        products = await ctx.store.get_products(line.sku for line in cart.lines)
+        await price_with(ctx, cart, products)
+        if requote and await requote_delivery(ctx, cart):
+            await price_with(ctx, cart, products)  # the delivery price moved
         cart.version = version + 1
         cart.touch(channel, ctx.clock())
         try:
@@ -191,11 +201,14 @@ async def set_address(ctx: Niaga, cart_id: str, address: Address) -> Cart:
     return await mutate(ctx, cart_id, change)
 
 
-async def delivery_options_for(ctx: Niaga, cart: Cart) -> list[DeliveryOption]:
+async def delivery_options_for(ctx: Niaga, cart: Cart, stock: StockMap | None = None
+                               ) -> list[DeliveryOption]:
+    """What carriers offer for the cart now; pass ``stock`` when it was just read."""
     market = ctx.market(cart.market)
     locations = await ctx.locations(market.code)
-    stock = await ctx.store.get_stock([line.sku for line in cart.lines],
-                                      [loc.id for loc in locations])
+    if stock is None:
+        stock = await ctx.store.get_stock([line.sku for line in cart.lines],
+                                          [loc.id for loc in locations])
     context = DeliveryContext(cart=cart, locations=locations, stock=stock)
     options = ctx.plugins_for(market.code).collect("niaga_delivery_options", context=context,
                                                    market=market)
@@ -217,17 +230,37 @@ async def set_delivery(ctx: Niaga, cart_id: str, option_id: str) -> Cart:
             raise ValidationError.field(
                 "option_id", f"{option_id!r} is not offered for this cart "
                              f"(offered: {', '.join(options) or 'none'})")
-        cart.delivery = Delivery(option_id=option.id, kind=option.kind, carrier=option.carrier,
-                                 label=option.label, price=option.price,
-                                 location_id=option.location_id)
+        cart.delivery = as_delivery(option)
 
-    return await mutate(ctx, cart_id, change)
+    return await mutate(ctx, cart_id, change, requote=False)
+
+
+def methods_for(ctx: Niaga, cart: Cart) -> list[PaymentMethod]:
+    market = ctx.market(cart.market)
+    return ctx.plugins_for(market.code).collect("niaga_payment_methods", cart=cart, market=market)
 
 
 async def payment_methods(ctx: Niaga, cart_id: str) -> list[PaymentMethod]:
-    cart = await view_cart(ctx, cart_id)
-    market = ctx.market(cart.market)
-    return ctx.plugins_for(market.code).collect("niaga_payment_methods", cart=cart, market=market)
+    return methods_for(ctx, await view_cart(ctx, cart_id))
+
+
+def as_delivery(option: DeliveryOption) -> Delivery:
+    return Delivery(option_id=option.id, kind=option.kind, carrier=option.carrier,
+                    label=option.label, price=option.price, location_id=option.location_id)
+
+
+async def requote_delivery(ctx: Niaga, cart: Cart, stock: StockMap | None = None) -> bool:
+    """Bring the chosen delivery in line with what is offered now (price, label), or drop it
+    when it is no longer offered. True when the delivery changed (the cart needs re-pricing)."""
+    if cart.delivery is None:
+        return False
+    options = await delivery_options_for(ctx, cart, stock)
+    current = next((o for o in options if o.id == cart.delivery.option_id), None)
+    fresh = as_delivery(current) if current is not None else None
+    if fresh == cart.delivery:
+        return False
+    cart.delivery = fresh
+    return True
 
 
 async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int) -> Cart:

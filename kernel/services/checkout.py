@@ -16,14 +16,17 @@ from typing import Any
 
 import msgspec
 
-from kernel.cart import Cart
+from kernel.cart import MAX_REMEMBERED_FAILURES, Cart, FailedCheckout
+from kernel.catalog import Location
 from kernel.errors import (
     Conflict,
     GatewayError,
     IdempotencyMismatch,
+    NiagaError,
     NotFound,
     OutOfStock,
     PaymentDeclined,
+    ReplayedFailure,
     ValidationError,
     VersionConflict,
 )
@@ -33,13 +36,18 @@ from kernel.ids import new_id, order_number
 from kernel.inventory import AllocationRequest, Reservation, shortfalls
 from kernel.markets import Market
 from kernel.money import Money
-from kernel.orders import HistoryEntry, Order, OrderLine, Payment
+from kernel.orders import Allocated, HistoryEntry, Order, OrderLine, Payment
 from kernel.payments import PaymentRequest, PaymentResult
 from kernel.plugins import MarketPlugins
-from kernel.pricing import price_cart
 from kernel.runtime import Niaga
 from kernel.services import payments
-from kernel.services.carts import load_cart, pickup_location
+from kernel.services.carts import (
+    StockMap,
+    load_cart,
+    methods_for,
+    price_with,
+    requote_delivery,
+)
 from kernel.store.base import StockShortage
 
 log = logging.getLogger("niaga.checkout")
@@ -57,25 +65,50 @@ async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotenc
     cart = await load_cart(ctx, cart_id)
     if cart.status != "open":
         return await _replay(ctx, cart, idempotency_key, body_hash), False
+    earlier = cart.failed_checkouts.get(idempotency_key)
+    if earlier is not None:
+        if earlier.request_hash != body_hash:
+            raise _mismatch()
+        raise ReplayedFailure(earlier.status, earlier.problem)
+    try:
+        return await _checkout(ctx, cart, payment, idempotency_key, body_hash)
+    except (OutOfStock, PaymentDeclined, GatewayError) as exc:
+        # it started (stock, money): the same key gets the same answer from now on
+        await _remember_failure(ctx, cart.id, idempotency_key, body_hash, exc)
+        raise
 
+
+async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency_key: str,
+                    body_hash: str) -> tuple[Order, bool]:
     market = ctx.market(cart.market)
     plugins = ctx.plugins_for(market.code)
     method = payment.get("method")
-    if not isinstance(method, str) or method not in plugins.names:
-        raise ValidationError.field("payment.method",
-                                    f"{method!r} is not a payment method of market {market.code}")
+    if not isinstance(method, str) or not method:
+        raise ValidationError.field("payment.method", "name a payment method")
 
-    # price → discounts → delivery → tax → total
+    # price → discounts → delivery → tax → total, with the delivery re-quoted on the same
+    # stock read that allocation uses below
     version = cart.version
     products = await ctx.store.get_products(line.sku for line in cart.lines)
-    pickup = await pickup_location(ctx, cart)
-    dropped = price_cart(cart, market, products, plugins, pickup)
-    _ready(cart, dropped, plugins, market)
+    dropped = await price_with(ctx, cart, products)
+    locations = await ctx.locations(market.code)
+    stock = await ctx.store.get_stock({line.sku for line in cart.lines},
+                                      [loc.id for loc in locations])
+    chosen = cart.delivery
+    if await requote_delivery(ctx, cart, stock):
+        await price_with(ctx, cart, products)
+    _ready(cart, dropped, plugins, market, lost_delivery=chosen is not None and
+           cart.delivery is None)
+    offered = [m.id for m in methods_for(ctx, cart)]
+    if method not in offered:
+        raise ValidationError.field(
+            "payment.method", f"{method!r} is not offered for this cart "
+                              f"(offered: {', '.join(offered) or 'none'})")
 
     # reserve stock: one conditional update per (sku, location), all or nothing
     order_id = new_id()
     now = ctx.clock()
-    allocations = await _allocate(ctx, cart, market, plugins)
+    allocations = _allocate(cart, market, plugins, locations, stock)
     reservations = [Reservation(order_id=order_id, sku=a.sku, location_id=a.location_id,
                                 quantity=a.quantity,
                                 expires_at=now + market.reservation_minutes * 60)
@@ -136,7 +169,8 @@ async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotenc
     return order, True
 
 
-def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market) -> None:
+def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market, *,
+           lost_delivery: bool = False) -> None:
     """Everything a cart needs before stock is touched; each problem names its field."""
     if dropped:
         raise Conflict(f"no longer sold here: {', '.join(dropped)}; review the cart",
@@ -146,7 +180,9 @@ def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Marke
     if not cart.lines:
         problems.append({"field": "lines", "message": "the cart is empty"})
     if cart.delivery is None:
-        problems.append({"field": "delivery", "message": "choose a delivery option"})
+        problems.append({"field": "delivery", "message":
+                         "the chosen delivery option is no longer offered; choose again"
+                         if lost_delivery else "choose a delivery option"})
     elif cart.delivery.kind == "ship" and cart.address is None:
         problems.append({"field": "address", "message": "a shipping address is required"})
     if cart.tax_estimated:
@@ -164,12 +200,11 @@ def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Marke
                                       for v in refusals], rule=veto.rule)
 
 
-async def _allocate(ctx: Niaga, cart: Cart, market: Market, plugins: MarketPlugins):
-    locations = await ctx.locations(market.code)
+def _allocate(cart: Cart, market: Market, plugins: MarketPlugins, locations: list[Location],
+              stock: StockMap) -> list[Allocated]:
     needs: dict[str, int] = {}
     for line in cart.lines:
         needs[line.sku] = needs.get(line.sku, 0) + line.quantity
-    stock = await ctx.store.get_stock(needs, [loc.id for loc in locations])
     delivery = cart.delivery
     assert delivery is not None
     request = AllocationRequest(market=market.code, needs=needs, kind=delivery.kind,
@@ -178,7 +213,7 @@ async def _allocate(ctx: Niaga, cart: Cart, market: Market, plugins: MarketPlugi
     allocations = plugins.first("niaga_allocate_stock", request=request)
     if not allocations:
         short = shortfalls(request)
-        if delivery.kind == "pickup" and not short:
+        if delivery.location_id and not short:
             raise OutOfStock(f"{delivery.label} cannot fill this cart; choose another option",
                              errors=[{"field": "delivery", "message": "store lacks stock"}])
         raise OutOfStock(
@@ -232,10 +267,37 @@ async def _replay(ctx: Niaga, cart: Cart, key: str, body_hash: str) -> Order:
         raise Conflict(f"cart {cart.id} is already checked out as order {order.number}",
                        order_id=order.id)
     if order.request_hash != body_hash:
-        raise IdempotencyMismatch(
-            "this Idempotency-Key was used with a different body",
-            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
+        raise _mismatch()
     return order
+
+
+def _mismatch() -> IdempotencyMismatch:
+    return IdempotencyMismatch(
+        "this Idempotency-Key was used with a different body",
+        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}])
+
+
+async def _remember_failure(ctx: Niaga, cart_id: str, key: str, body_hash: str,
+                            exc: NiagaError) -> None:
+    """Keep a started checkout's failure on the cart (best effort: the caller still gets it)."""
+    problem = {"title": exc.title, "code": exc.code, "detail": exc.detail,
+               "errors": exc.errors, "extra": exc.extra}
+    for _ in range(3):
+        cart = await ctx.store.get_cart(cart_id)
+        if cart is None or cart.status != "open":
+            return
+        version = cart.version
+        cart.failed_checkouts[key] = FailedCheckout(request_hash=body_hash, status=exc.status,
+                                                    problem=problem)
+        while len(cart.failed_checkouts) > MAX_REMEMBERED_FAILURES:
+            cart.failed_checkouts.pop(next(iter(cart.failed_checkouts)))
+        # no version bump: what the customer sees did not change. Still conditioned on the
+        # version, so this never overwrites an edit; losing a race only loses this record.
+        try:
+            await ctx.store.save_cart(cart, version)
+            return
+        except VersionConflict:
+            continue
 
 
 def _build_order(cart: Cart, market: Market, order_id: str, number: str, method: str,

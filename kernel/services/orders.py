@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kernel.errors import Conflict, NotFound, ValidationError
+from kernel.errors import Conflict, GatewayError, NotFound, ValidationError
 from kernel.events import Event
 from kernel.ids import new_id
 from kernel.money import Money, allocate
@@ -145,6 +145,8 @@ async def cancel(ctx: Niaga, order_id: str, reason: str | None, source: str = "a
             payment.refunded = payment.refunded + due
         payment.status = "refunded"
         money_note["refunded"] = due.format_amount()
+    elif payment.status == "pending":
+        payment.status = "voided"  # nothing was paid; nothing more will be accepted
     now = ctx.clock()
     order.payment_due_at = None
     order.move_to("cancelled", now, event, reason=reason, source=source, **money_note)
@@ -209,21 +211,20 @@ async def fulfil(ctx: Niaga, order_id: str, lines: list[dict[str, Any]] | None,
         taken, allocations = _take(allocations, line.sku, qty, location_id)
         shipped += taken
         line.fulfilled += qty
+    status = "fulfilled" if order.fully_fulfilled else "partially_fulfilled"
+    _guard(ctx, order, status)  # before the carrier books anything
     now = ctx.clock()
     fulfillment = Fulfillment(id=new_id(), location_id=location_id or shipped[0].location_id,
                               lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()],
                               tracking_number=tracking_number, at=now)
     if tracking_number is None and order.delivery is not None:
-        shipment = await ctx.offload(ctx.plugins_for(order.market).first,
-                                     hook="niaga_create_shipment",
-                                     carrier=order.delivery.carrier, order=order,
-                                     fulfillment=fulfillment)
+        shipment = await _carrier(ctx, order.market, "niaga_create_shipment",
+                                  carrier=order.delivery.carrier, order=order,
+                                  fulfillment=fulfillment)
         if shipment is not None:
             fulfillment.tracking_number = shipment.tracking_number
     order.allocations = allocations
     order.fulfillments.append(fulfillment)
-    status = "fulfilled" if order.fully_fulfilled else "partially_fulfilled"
-    _guard(ctx, order, status)
     order.move_to(status, now, "fulfilled" if status == "fulfilled" else "partially_fulfilled",
                   fulfillment=fulfillment.id, tracking_number=fulfillment.tracking_number)
     return await _save(ctx, order, [_event(order, f"order.{status}", now,
@@ -258,6 +259,8 @@ async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], r
                 back.append(Allocated(sku=line.sku, location_id=location, quantity=qty))
     refund = Money(sum(refund_parts), order.currency)
     all_back = all(line.returned >= line.quantity for line in order.lines)
+    status = "returned" if all_back else "partially_returned"
+    _guard(ctx, order, status)  # before any money goes back
     if all_back:  # everything came back: refund shipping too, whatever is left
         refund = order.payment.captured - order.payment.refunded
     if refund.amount > 0:
@@ -266,8 +269,6 @@ async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], r
         order.payment.status = ("refunded" if order.payment.refunded >= order.payment.captured
                                 else "partially_refunded")
     now = ctx.clock()
-    status = "returned" if all_back else "partially_returned"
-    _guard(ctx, order, status)
     order.move_to(status, now, "returned", refund=refund.format_amount(), restock=restock,
                   lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()])
     events = [_event(order, "order.returned", now, refund=refund.format_amount(),
@@ -283,9 +284,17 @@ async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order |
     if event.order_id is None:
         return None
     order = await load_order(ctx, event.order_id)
+    if order.payment.gateway != plugin:
+        return None  # a gateway speaks only for the payments it took
     record = IdempotencyRecord(scope=f"webhook:{plugin}", key=event.id, request_hash=event.id,
                                status=200, body=b"{}")
     now = ctx.clock()
+    if (event.kind == "payment.captured" and event.amount is not None
+            and event.amount != order.total):
+        # never mark an order paid for money that does not match it: flag it for a person
+        order.record(now, "webhook:amount_mismatch", event_id=event.id, plugin=plugin,
+                     amount=event.amount.format_amount(), expected=order.total.format_amount())
+        return await _save(ctx, order, [], idempotency=record)
     if event.kind == "payment.captured" and order.status in ("pending_payment", "authorized"):
         order.payment.status = "captured"
         order.payment.captured = event.amount or order.total
@@ -310,14 +319,24 @@ async def tracking(ctx: Niaga, order_id: str) -> list[dict[str, Any]]:
     for f in order.fulfillments:
         if not (carrier and f.tracking_number):
             continue
-        status = await ctx.offload(ctx.plugins_for(order.market).first,
-                                   hook="niaga_track_shipment", carrier=carrier,
-                                   tracking_number=f.tracking_number)
+        status = await _carrier(ctx, order.market, "niaga_track_shipment", carrier=carrier,
+                                tracking_number=f.tracking_number)
         found.append({"fulfillment_id": f.id, "carrier": carrier,
                       "tracking_number": f.tracking_number,
                       "status": status.status if status else "unknown",
                       "detail": status.detail if status else None})
     return found
+
+
+async def _carrier(ctx: Niaga, market: str, hook: str, **kwargs: Any) -> Any:
+    """A carrier call off the event loop; its failure is a GatewayError naming the carrier."""
+    try:
+        return await ctx.offload(ctx.plugins_for(market).first, hook=hook, **kwargs)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise GatewayError(f"carrier {kwargs['carrier']} failed: {exc}",
+                           carrier=kwargs["carrier"]) from exc
 
 
 async def sweep(ctx: Niaga) -> dict[str, int]:

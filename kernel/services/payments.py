@@ -59,10 +59,17 @@ def operation(order_id: str, reference: str | None, amount: Money, key: str) -> 
 async def parse_webhook(ctx: Niaga, plugin: str, headers: dict[str, str],
                         body: bytes) -> WebhookEvent | None:
     """Ask the markets that enable ``plugin`` to verify and parse a webhook."""
+    from kernel.payments import WebhookRejected
+
     for mp in ctx.plugins.values():
         if plugin in mp.names:
-            event = await ctx.offload(mp.first, hook="niaga_webhook_parse", plugin=plugin,
-                                      headers=headers, body=body)
+            try:
+                event = await ctx.offload(mp.first, hook="niaga_webhook_parse", plugin=plugin,
+                                          headers=headers, body=body)
+            except (WebhookRejected, NiagaError):
+                raise
+            except Exception as exc:  # a parser that crashes on odd input rejects it
+                raise WebhookRejected(f"{plugin} could not parse this webhook: {exc}") from exc
             if event is not None:
                 return event
     return None

@@ -5,6 +5,8 @@ It answers from the card token in the checkout body (``payment.token``):
 - ``tok_ok``: captured (or authorized when the kernel asks not to capture);
 - ``tok_decline``: declined ("card declined");
 - ``tok_fail``: the gateway fails (a 502 upstream error);
+- ``tok_pending``: pending, like a card awaiting 3-D Secure: a signed
+  ``payment.captured`` (or ``payment.failed``) webhook settles it later;
 - ``tok_timeout_after_auth``: authorizes like ``tok_ok``; the kernel's fault
   tests use it to simulate a crash after the authorization.
 
@@ -47,7 +49,7 @@ from kernel.payments import (
     WebhookRejected,
 )
 
-TOKENS = ("tok_ok", "tok_decline", "tok_fail", "tok_timeout_after_auth")
+TOKENS = ("tok_ok", "tok_decline", "tok_fail", "tok_pending", "tok_timeout_after_auth")
 SIGNATURE_HEADER = "Testpay-Signature"
 
 Call = tuple[str, str | None, int, str]  # (operation, reference, amount in minor units, key)
@@ -139,6 +141,9 @@ class TestPay:
         if token == "tok_decline":
             result = PaymentResult(status="declined", amount=request.amount,
                                    reference=reference, message="card declined")
+        elif token == "tok_pending":
+            result = PaymentResult(status="pending", amount=request.amount, reference=reference,
+                                   instructions={"next_action": "confirm the card (3-D Secure)"})
         else:  # tok_ok, tok_timeout_after_auth
             result = PaymentResult(
                 status="captured" if request.capture else "authorized",

@@ -28,7 +28,7 @@ from importlib.resources import files
 
 import msgspec
 
-from kernel import GatewayError, Market, hookimpl
+from kernel import GatewayError, Market, ValidationError, hookimpl
 from kernel.cart import Address
 from kernel.money import Money
 from kernel.tax import SHIPPING, TaxedLine, TaxRequest, TaxResult, compute_taxes
@@ -146,6 +146,10 @@ class UsSalesTax:
         else:
             region = destination
         code = self._state_code(region)
+        if code is None and destination is request.address:
+            # the customer typed it: bad input (422 naming the field), not a tax outage
+            raise ValidationError.field(
+                "region", f"unknown US state {region!r} (use a two-letter code like 'CA')")
         if code is None:
             raise GatewayError(
                 f"{self.name}: unknown US state {region!r} (use a two-letter code like 'CA')",

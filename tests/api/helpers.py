@@ -265,9 +265,10 @@ def checkout(client: TestClient, cart_id: str, method: str = "testpay",
 
 def place_order(client: TestClient, market: str, sku_qtys: dict[str, int],
                 method: str = "testpay", delivery: str = "ship",
-                headers: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
+                headers: dict[str, str] | None = None, token: str = "tok_ok",
+                **kw: Any) -> dict[str, Any]:
     cart = ready_cart(client, market, sku_qtys, delivery, headers=headers, **kw)
-    r = checkout(client, cart["id"], method=method)
+    r = checkout(client, cart["id"], method=method, token=token)
     assert r.status_code == 201, r.text
     return assert_order(r.json())
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from .helpers import (
     ADDRESSES,
     add_line,
@@ -298,13 +296,6 @@ def test_every_cart_response_keeps_the_totals_invariant(client):
         assert_cart(r.json())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: the chosen delivery keeps the price quoted when it was chosen. "
-    "services/carts.py re-prices with cart.delivery.price and never re-quotes it, so a cart "
-    "that drops below flat-rate's free_above keeps free shipping (and one that rises above "
-    "keeps paying), and checkout charges that stale price. Fix (design choice for the lead): "
-    "re-quote the chosen option in mutate()/checkout, or drop the delivery when the goods "
-    "total changes"))
 def test_the_chosen_delivery_is_priced_as_currently_offered(client):
     cart = new_cart(client, "ID")
     cid = cart["id"]

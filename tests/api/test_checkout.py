@@ -255,12 +255,6 @@ def test_order_by_id_and_unknown_order(client):
     assert_problem(client.get("/orders/no-such-order"), 404)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel gap: a checkout that fails (402/502) leaves no idempotency record, so reusing its "
-    "Idempotency-Key with a different body is not the 422 the contract promises; it runs a "
-    "new checkout, and testpay answers it from its own per-key cache (the old decline). "
-    "Fix: record (cart, key, body hash) for failed checkouts too (needs a store write on the "
-    "failure path)"))
 def test_reusing_a_failed_checkouts_key_with_another_body_is_422(client):
     cart = ready_cart(client, "ID", {"TEA-JAVA-BLACK": 1})
     headers = idem("retry-key")

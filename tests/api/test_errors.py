@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from kernel.api.app import MAX_BODY_BYTES
 
 from .helpers import (
@@ -152,12 +150,6 @@ def test_a_closed_cart_refuses_changes(client):
     assert client.get(f"/carts/{cart['id']}").json() == closed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an unknown US state typed by the customer is a 502 'Upstream error' (us-sales-tax "
-    "raises GatewayError), not a 4xx naming the region; the contract wants every bad input to "
-    "be a 4xx. Fix in plugins/tax/us_sales_tax.py (raise ValidationError.field('region', ...) "
-    "for a destination address; keep GatewayError for a bad store/origin state), and update "
-    "tests/plugins/test_plugin_us_sales_tax.py::test_an_unknown_state_is_an_error_naming_it"))
 def test_an_unknown_us_state_is_a_4xx_naming_the_region(client):
     cart = new_cart(client, "US")
     cart = add_line(client, cart["id"], "TEA-JAVA-BLACK", 1)

@@ -26,13 +26,12 @@ def _post(client, body: bytes, signature: str | None = None, plugin: str = "test
 
 
 def test_a_signed_capture_pays_a_pending_order_once(client):
-    order = place_order(client, "ID", {"SARONG-TENUN": 1}, method="bank-transfer")
+    order = place_order(client, "ID", {"SARONG-TENUN": 1}, token="tok_pending")
     assert order["status"] == "pending_payment"
     body = _event(order["id"], event_id="evt_1", amount=order["total"]["amount"])
     r = _post(client, body, TestPay.sign(body))
     assert 200 <= r.status_code < 300, r.text
-    # the kernel applies a verified testpay capture to the order, whatever method it was
-    # placed with: the pending bank-transfer order becomes paid
+    # the card confirmed later: the pending testpay order becomes paid
     paid = assert_order(client.get(f"/orders/{order['id']}").json())
     assert paid["status"] == "paid"
     assert minor(paid["payment"]["captured"]) == minor(order["total"])
@@ -44,8 +43,26 @@ def test_a_signed_capture_pays_a_pending_order_once(client):
     assert client.get(f"/orders/{order['id']}").json() == paid
 
 
-def test_bad_signatures_are_400_and_change_nothing(client):
+def test_a_gateway_speaks_only_for_its_own_payments(client):
     order = place_order(client, "ID", {"SARONG-TENUN": 1}, method="bank-transfer")
+    body = _event(order["id"], amount=order["total"]["amount"])
+    r = _post(client, body, TestPay.sign(body))
+    assert r.status_code == 200 and r.json()["applied"] is False, r.text
+    assert client.get(f"/orders/{order['id']}").json() == order
+
+
+def test_a_capture_for_another_amount_never_marks_the_order_paid(client):
+    order = place_order(client, "ID", {"SARONG-TENUN": 1}, token="tok_pending")
+    body = _event(order["id"], amount="1.00")
+    r = _post(client, body, TestPay.sign(body))
+    assert r.status_code == 200, r.text
+    after = client.get(f"/orders/{order['id']}").json()
+    assert after["status"] == "pending_payment"
+    assert after["history"][-1]["event"] == "webhook:amount_mismatch"
+
+
+def test_bad_signatures_are_400_and_change_nothing(client):
+    order = place_order(client, "ID", {"SARONG-TENUN": 1}, token="tok_pending")
     before = client.get(f"/orders/{order['id']}").json()
     stock = availability(client, "SARONG-TENUN", "ID")
     body = _event(order["id"])
@@ -74,7 +91,7 @@ def test_bad_signatures_are_400_and_change_nothing(client):
 
 def test_a_failed_payment_cancels_the_pending_order_and_releases_stock(client):
     before = availability(client, "COBEK-STONE", "ID")
-    order = place_order(client, "ID", {"COBEK-STONE": 2}, method="bank-transfer")
+    order = place_order(client, "ID", {"COBEK-STONE": 2}, token="tok_pending")
     body = _event(order["id"], "payment.failed")
     r = _post(client, body, TestPay.sign(body))
     assert 200 <= r.status_code < 300, r.text

@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from kernel.cart import Address
-from kernel.errors import ConfigError, GatewayError
+from kernel.errors import ConfigError, ValidationError
 from kernel.tax import SHIPPING
 from plugins.tax.us_sales_tax import UsSalesTax, parse_state_rates, state_rates
 
@@ -81,9 +81,11 @@ def test_no_state_yet_gives_an_estimated_zero(build, address):
 def test_an_unknown_state_is_an_error_naming_it(build):
     market, plugin = us(build)
     cart = build.cart(market, GOODS, address=ship_to("Narnia"))
-    with pytest.raises(GatewayError) as err:
+    # the customer's own address: bad input naming the field, not a tax outage
+    with pytest.raises(ValidationError) as err:
         plugin.niaga_calculate_taxes(build.tax_request(market, cart))
     assert "'Narnia'" in str(err.value)
+    assert err.value.errors == [{"field": "region", "message": err.value.errors[0]["message"]}]
 
 
 def test_pickup_is_taxed_at_the_store(build):
