@@ -40,6 +40,8 @@ class AllocationRequest(msgspec.Struct, kw_only=True):
     market: str
     needs: dict[str, int]  # sku -> quantity
     kind: str  # "ship" | "pickup"
+    # the location the chosen delivery option names: the pickup store, or the store a
+    # ship-from-store courier leaves from; None lets allocation choose
     pickup_location_id: str | None
     locations: list[Location]  # the market's locations, warehouses first
     stock: dict[tuple[str, str], StockLevel]  # (sku, location_id) -> level
@@ -51,11 +53,12 @@ def available(stock: dict[tuple[str, str], StockLevel], sku: str, location_id: s
 
 
 def default_allocation(req: AllocationRequest) -> list[Allocated] | None:
-    """Pickup: the chosen store. Ship: one warehouse that has it all, else one store, else split.
+    """An option tied to a location (pickup, ship-from-store): that location. Otherwise one
+    warehouse that has it all, else one store, else split across locations.
 
-    Returns None when the stock in the market cannot cover the need at all.
+    Returns None when the stock cannot cover the need.
     """
-    if req.kind == "pickup" and req.pickup_location_id:
+    if req.pickup_location_id:
         loc = req.pickup_location_id
         if all(available(req.stock, s, loc) >= q for s, q in req.needs.items()):
             return [Allocated(sku=s, location_id=loc, quantity=q) for s, q in req.needs.items()]

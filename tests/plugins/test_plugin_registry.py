@@ -16,7 +16,8 @@ ENTRY_POINTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["
     "niaga"
 ]
 FAMILIES = {"vat": "tax", "us-sales-tax": "tax", "testpay": "payment",
-            "bank-transfer": "payment", "flat-rate": "carrier", "store-pickup": "carrier"}
+            "bank-transfer": "payment", "flat-rate": "carrier", "store-pickup": "carrier",
+            "cod": "payment", "weight-table": "carrier", "local-courier": "carrier"}
 
 
 def load(target: str):
