@@ -8,13 +8,14 @@ import msgspec
 
 EVENT_TYPES = (
     "order.placed",
+    "order.held",
+    "order.released",
     "order.paid",
     "order.cancelled",
     "order.expired",
     "order.fulfilled",
     "order.partially_fulfilled",
     "order.returned",
-    "order.refunded",
     "stock.low",
 )
 

@@ -12,13 +12,16 @@ from kernel.markets import MoneyPolicy
 from kernel.money import Money
 
 OrderStatus = Literal[
-    "pending_payment", "authorized", "paid", "partially_fulfilled", "fulfilled", "cancelled",
-    "returned", "partially_returned",
+    "on_hold", "pending_payment", "authorized", "paid", "partially_fulfilled", "fulfilled",
+    "cancelled", "returned", "partially_returned",
 ]
 
 # Every allowed move. Anything else is a 409 naming both states.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending_payment": frozenset({"paid", "cancelled"}),
+    # held for review by a risk rule; released to what its payment says, or cancelled
+    "on_hold": frozenset({"pending_payment", "authorized", "paid", "cancelled"}),
+    # cash on delivery ships before it is paid
+    "pending_payment": frozenset({"paid", "cancelled", "partially_fulfilled", "fulfilled"}),
     "authorized": frozenset({"paid", "cancelled"}),  # card held, not captured yet
     "paid": frozenset({"partially_fulfilled", "fulfilled", "cancelled", "partially_returned",
                        "returned"}),
@@ -44,6 +47,7 @@ class Payment(msgspec.Struct, kw_only=True):
     refunded: Money
     reference: str | None = None  # the gateway's id for this payment
     instructions: dict[str, str] = {}  # e.g. bank account and due date for a transfer
+    ship_unpaid: bool = False  # cash on delivery: fulfil first, paid at the door
 
 
 class OrderLine(Line, kw_only=True):
@@ -104,6 +108,12 @@ class Order(msgspec.Struct, kw_only=True):
     version: int = 1
     idempotency_key: str | None = None
     request_hash: str | None = None
+    hold: dict[str, str] | None = None  # {rule, reason} while on_hold for review
+
+    def status_after_payment(self) -> OrderStatus:
+        """Where the payment alone puts the order (used when a hold is released)."""
+        return {"captured": "paid", "authorized": "authorized"}.get(self.payment.status,
+                                                                    "pending_payment")
 
     def line(self, line_id: str) -> OrderLine:
         for line in self.lines:

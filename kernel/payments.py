@@ -38,6 +38,10 @@ class PaymentResult(msgspec.Struct, kw_only=True, frozen=True):
     reference: str | None = None
     message: str | None = None
     instructions: dict[str, str] = {}
+    # pending only: False means no payment window (cash on delivery is paid at the door)
+    expires: bool = True
+    # pending only: True lets the order ship before it is paid (cash on delivery)
+    ship_unpaid: bool = False
 
 
 class PaymentOperation(msgspec.Struct, kw_only=True, frozen=True):

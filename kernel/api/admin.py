@@ -23,6 +23,7 @@ from kernel.api.schemas import (
     OrderRead,
     PluginRead,
     ProductUpdate,
+    ReleaseCreate,
     ReturnCreate,
     SalesGroupRead,
     SalesReportRead,
@@ -119,6 +120,12 @@ class AdminController(Controller):
                         data: MarkPaid | None = None) -> OrderRead:
         reference = data.reference if data else None
         return order_read(await orders.mark_paid(niaga, order_id, reference))
+
+    @post("/orders/{order_id:str}/release", status_code=200)
+    async def release(self, niaga: Niaga, order_id: str,
+                      data: ReleaseCreate | None = None) -> OrderRead:
+        return order_read(await orders.release_hold(niaga, order_id,
+                                                    data.note if data else None))
 
     @post("/orders/{order_id:str}/capture", status_code=200)
     async def capture(self, niaga: Niaga, order_id: str, data: CaptureCreate | None = None,

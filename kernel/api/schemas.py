@@ -221,6 +221,7 @@ class PaymentMethodRead(Struct):
 class PaymentRead(Struct):
     method: str
     status: str
+    ship_unpaid: bool
     authorized: MoneyRead
     captured: MoneyRead
     refunded: MoneyRead
@@ -287,6 +288,7 @@ class OrderRead(Struct):
     history: list[HistoryRead]
     created_at: float
     payment_due_at: float | None
+    hold: dict[str, str] | None = None
 
 
 # -- customers and admin --------------------------------------------------------
@@ -366,6 +368,10 @@ class FulfillmentCreate(Struct, forbid_unknown_fields=True):
     lines: list[LineQuantity] | None = None
     location_id: Annotated[str, Meta(max_length=64)] | None = None
     tracking_number: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class ReleaseCreate(Struct, forbid_unknown_fields=True):
+    note: ShortText | None = None
 
 
 class CancelCreate(Struct, forbid_unknown_fields=True):
@@ -453,12 +459,14 @@ def order_read(order: Any) -> OrderRead:
         channel=order.channel, channels=list(order.channels), customer_id=order.customer_id,
         currency=order.currency, status=order.status, lines=_lines(order, OrderLineRead),
         money_policy=MoneyPolicyRead(**msgspec.structs.asdict(order.money_policy)),
-        payment=PaymentRead(method=p.method, status=p.status, authorized=money(p.authorized),
+        payment=PaymentRead(method=p.method, status=p.status, ship_unpaid=p.ship_unpaid,
+                            authorized=money(p.authorized),
                             captured=money(p.captured), refunded=money(p.refunded),
                             reference=p.reference, instructions=dict(p.instructions)),
         fulfillments=[FulfillmentRead(id=f.id, location_id=f.location_id, lines=f.lines,
                                       tracking_number=f.tracking_number)
                       for f in order.fulfillments],
         history=[HistoryRead(at=h.at, event=h.event, detail=h.detail) for h in order.history],
-        created_at=order.created_at, payment_due_at=order.payment_due_at, **_common(order),
+        created_at=order.created_at, payment_due_at=order.payment_due_at, hold=order.hold,
+        **_common(order),
     )

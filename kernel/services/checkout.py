@@ -97,8 +97,8 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     chosen = cart.delivery
     if await requote_delivery(ctx, cart, stock):
         await price_with(ctx, cart, products)
-    _ready(cart, dropped, plugins, market, lost_delivery=chosen is not None and
-           cart.delivery is None)
+    holds = _ready(cart, dropped, plugins, market, lost_delivery=chosen is not None and
+                   cart.delivery is None)
     offered = [m.id for m in methods_for(ctx, cart)]
     if method not in offered:
         raise ValidationError.field(
@@ -138,14 +138,17 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
 
     # place the order + events in one atomic write; on failure void and release
     order = _build_order(cart, market, order_id, number, method, result, allocations, now,
-                         idempotency_key, body_hash)
+                         idempotency_key, body_hash, holds)
     closed = msgspec.structs.replace(cart, status="checked_out", version=version + 1,
                                      updated_at=now)
     events = [Event(id=new_id(), type="order.placed", market=market.code, subject=order.id,
                     at=now, data={"number": order.number, "status": order.status,
                                   "total": order.total.format_amount(),
                                   "currency": order.currency, "channel": order.channel})]
-    if order.status == "paid":
+    if order.status == "on_hold":
+        events.append(Event(id=new_id(), type="order.held", market=market.code,
+                            subject=order.id, at=now, data=dict(order.hold or {})))
+    if order.payment.status == "captured":
         events.append(Event(id=new_id(), type="order.paid", market=market.code,
                             subject=order.id, at=now, data={"number": order.number}))
     try:
@@ -170,8 +173,9 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
 
 
 def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market, *,
-           lost_delivery: bool = False) -> None:
-    """Everything a cart needs before stock is touched; each problem names its field."""
+           lost_delivery: bool = False) -> list[Veto]:
+    """Everything a cart needs before stock is touched; each problem names its field.
+    Returns the vetoes that hold the order for review rather than refuse it."""
     if dropped:
         raise Conflict(f"no longer sold here: {', '.join(dropped)}; review the cart",
                        errors=[{"field": "lines", "message": f"{sku} is no longer sold"}
@@ -191,13 +195,15 @@ def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Marke
     problems += plugins.collect("niaga_validate_cart", cart=cart, market=market)
     if problems:
         raise ValidationError("the cart cannot be checked out yet", errors=problems)
-    vetoes: list[Veto] = plugins.collect("niaga_before_place_order", cart=cart, market=market)
-    refusals = [v for v in vetoes if isinstance(v, Veto)]
+    vetoes = [v for v in plugins.collect("niaga_before_place_order", cart=cart, market=market)
+              if isinstance(v, Veto)]
+    refusals = [v for v in vetoes if not v.hold]
     if refusals:
         veto = refusals[0]
         raise ValidationError(f"refused by rule {veto.rule}: {veto.reason}",
                               errors=[{"field": "cart", "message": f"{v.rule}: {v.reason}"}
                                       for v in refusals], rule=veto.rule)
+    return [v for v in vetoes if v.hold]
 
 
 def _allocate(cart: Cart, market: Market, plugins: MarketPlugins, locations: list[Location],
@@ -302,7 +308,7 @@ async def _remember_failure(ctx: Niaga, cart_id: str, key: str, body_hash: str,
 
 def _build_order(cart: Cart, market: Market, order_id: str, number: str, method: str,
                  result: PaymentResult, allocations, now: float, key: str,
-                 body_hash: str) -> Order:
+                 body_hash: str, holds: list[Veto]) -> Order:
     cur = cart.currency
     zero = Money.zero(cur)
     captured = result.amount if result.status == "captured" else zero
@@ -311,10 +317,17 @@ def _build_order(cart: Cart, market: Market, order_id: str, number: str, method:
     payment = Payment(method=method, gateway=method, status=result.status,
                       authorized=result.amount if result.status != "pending" else zero,
                       captured=captured, refunded=zero, reference=result.reference,
-                      instructions=dict(result.instructions))
+                      instructions=dict(result.instructions),
+                      ship_unpaid=result.status == "pending" and result.ship_unpaid)
+    due = status == "pending_payment" and result.expires
+    if holds:  # placed straight into review; release leads to where the payment says
+        status = "on_hold"
     history = [HistoryEntry(at=now, event="placed",
                             detail={"to": status, "channel": cart.channel,
                                     "payment": result.status})]
+    if holds:
+        history.append(HistoryEntry(at=now, event="held", detail={
+            "rules": [v.rule for v in holds], "reason": holds[0].reason}))
     return Order(
         id=order_id, number=number, cart_id=cart.id, market=market.code, channel=cart.channel,
         channels=list(cart.channels), customer_id=cart.customer_id, currency=cur, status=status,
@@ -326,7 +339,7 @@ def _build_order(cart: Cart, market: Market, order_id: str, number: str, method:
         prices_include_tax=cart.prices_include_tax, money_policy=market.policy,
         adjustments=list(cart.adjustments), payment=payment, allocations=list(allocations),
         history=history, created_at=now,
-        payment_due_at=now + market.payment_window_hours * 3600
-        if status == "pending_payment" else None,
+        payment_due_at=now + market.payment_window_hours * 3600 if due else None,
         idempotency_key=key, request_hash=body_hash,
+        hold={"rule": holds[0].rule, "reason": holds[0].reason} if holds else None,
     )

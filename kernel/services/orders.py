@@ -64,18 +64,37 @@ async def _gateway(ctx: Niaga, order: Order, action: str, amount: Money,
 async def mark_paid(ctx: Niaga, order_id: str, reference: str | None,
                     source: str = "admin") -> Order:
     order = await load_order(ctx, order_id)
-    if order.status == "paid" or order.payment.status == "captured":
+    if order.payment.status == "captured":
         return order  # already paid: marking twice changes nothing
-    if order.status not in ("pending_payment", "authorized"):
+    shipped_unpaid = order.payment.ship_unpaid and order.status in (
+        "partially_fulfilled", "fulfilled")
+    if order.status not in ("pending_payment", "authorized", "on_hold") and not shipped_unpaid:
         raise Conflict(f"order {order.number} is {order.status}; it cannot be marked paid")
-    _guard(ctx, order, "paid")
     now = ctx.clock()
     order.payment.status = "captured"
     order.payment.captured = order.total
     order.payment.authorized = order.total
     order.payment_due_at = None
-    order.move_to("paid", now, "paid", source=source, reference=reference)
+    if shipped_unpaid or order.status == "on_hold":
+        # cash collected at the door, or paid while held: the status stays where it is
+        order.record(now, "paid", source=source, reference=reference)
+    else:
+        _guard(ctx, order, "paid")
+        order.move_to("paid", now, "paid", source=source, reference=reference)
     return await _save(ctx, order, [_event(order, "order.paid", now, source=source)])
+
+
+async def release_hold(ctx: Niaga, order_id: str, note: str | None) -> Order:
+    """A person reviewed a held order and lets it go on, to where its payment puts it."""
+    order = await load_order(ctx, order_id)
+    if order.status != "on_hold":
+        raise Conflict(f"order {order.number} is {order.status}, not on hold")
+    to = order.status_after_payment()
+    _guard(ctx, order, to)
+    now = ctx.clock()
+    order.move_to(to, now, "released", note=note, rule=(order.hold or {}).get("rule"))
+    order.hold = None
+    return await _save(ctx, order, [_event(order, "order.released", now, to=to)])
 
 
 async def _replayed(ctx: Niaga, scope: str, key: str, body_hash: str) -> Order | None:
@@ -198,7 +217,8 @@ def _line_quantities(order: Order, lines: list[dict[str, Any]] | None,
 async def fulfil(ctx: Niaga, order_id: str, lines: list[dict[str, Any]] | None,
                  location_id: str | None, tracking_number: str | None) -> Order:
     order = await load_order(ctx, order_id)
-    if order.status not in ("paid", "partially_fulfilled"):
+    cod = order.payment.ship_unpaid and order.status == "pending_payment"
+    if order.status not in ("paid", "partially_fulfilled") and not cod:
         raise Conflict(f"order {order.number} is {order.status}; only paid orders ship")
     wanted = _line_quantities(order, lines,
                               lambda li: li.quantity - li.fulfilled - li.returned)
@@ -261,8 +281,11 @@ async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], r
     all_back = all(line.returned >= line.quantity for line in order.lines)
     status = "returned" if all_back else "partially_returned"
     _guard(ctx, order, status)  # before any money goes back
-    if all_back:  # everything came back: refund shipping too, whatever is left
-        refund = order.payment.captured - order.payment.refunded
+    left = order.payment.captured - order.payment.refunded
+    if all_back or refund > left:
+        # everything came back: refund shipping too; and never refund money never collected
+        # (a refused cash-on-delivery parcel)
+        refund = left
     if refund.amount > 0:
         await _gateway(ctx, order, "refund", refund, f"{order.id}:{key}")
         order.payment.refunded = order.payment.refunded + refund

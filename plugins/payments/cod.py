@@ -26,10 +26,9 @@ Example::
     label = "Bayar di tempat (COD)"
     max_amount = "5000000"      # Rp 5.000.000
 
-Note for operators: a COD order stays *pending payment* until the parcel is
-delivered, which usually takes longer than the market's ``payment_window_hours``
-for bank transfers. Set that window long enough for delivery, or the sweeper
-will cancel COD orders that are still on their way.
+A COD order stays *pending payment* until the cash is collected: it has no
+payment window (the sweeper never expires it), it can be fulfilled while unpaid,
+and ``POST /admin/orders/{id}/mark-paid`` records the cash once it arrives.
 """
 
 from __future__ import annotations
@@ -103,6 +102,8 @@ class CashOnDelivery:
             reference="cod_" + digest,
             message=f"Pay {due} in cash when your order {request.order_number} arrives",
             instructions={"pay_on_delivery": due},
+            expires=False,  # paid at the door, whenever the parcel gets there
+            ship_unpaid=True,
         )
 
     @hookimpl
