@@ -45,6 +45,7 @@ class _MarketFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fallback_tax_rate: str | None = None
     money: _MoneyPolicyFile = _MoneyPolicyFile()
     plugins: dict[str, dict[str, Any]] = {}
+    plugin_timeouts: dict[str, float] = {}  # plugin name -> seconds for a call off the loop
 
 
 class Market(msgspec.Struct, frozen=True):
@@ -60,6 +61,7 @@ class Market(msgspec.Struct, frozen=True):
     on_tax_error: Literal["block", "fallback"]
     fallback_tax_rate: str | None
     plugins: dict[str, dict[str, Any]]
+    plugin_timeouts: dict[str, float] = {}
 
     @property
     def prices_include_tax(self) -> bool:
@@ -137,6 +139,10 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
             problems.append(f"{where}.payment_window_hours: must be positive")
         if spec.reservation_minutes <= 0:
             problems.append(f"{where}.reservation_minutes: must be positive")
+        problems += [f"{where}.plugin_timeouts.{name}: must be between 0 and 300 seconds"
+                     for name, seconds in spec.plugin_timeouts.items() if not 0 < seconds <= 300]
+        problems += [f"{where}.plugin_timeouts.{name}: the market does not enable {name!r}"
+                     for name in spec.plugin_timeouts if name not in spec.plugins]
         if spec.on_tax_error == "fallback" and not spec.fallback_tax_rate:
             problems.append(f"{where}.fallback_tax_rate: required when on_tax_error = 'fallback'")
         markets[code] = Market(
@@ -156,6 +162,7 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
             on_tax_error=spec.on_tax_error,
             fallback_tax_rate=spec.fallback_tax_rate,
             plugins={name: dict(cfg or {}) for name, cfg in spec.plugins.items()},
+            plugin_timeouts=dict(spec.plugin_timeouts),
         )
     if problems:
         raise ConfigError(problems)

@@ -10,6 +10,7 @@ A market's manager holds only the plugins that market enables.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,8 +21,9 @@ import msgspec
 import pluggy
 
 from kernel import hookspecs
-from kernel.errors import ConfigError
+from kernel.errors import ConfigError, GatewayError, NiagaError
 from kernel.markets import Market
+from kernel.payments import WebhookRejected
 
 log = logging.getLogger("niaga.plugins")
 hookimpl = pluggy.HookimplMarker("niaga")
@@ -128,21 +130,61 @@ class KernelDefaults:
         return money.display(locale)
 
 
+DEFAULT_TIMEOUT_S = 10.0  # a plugin call off the event loop; per plugin: markets file
+
+
 class MarketPlugins:
-    """One market's PluginManager, with the four calling conventions."""
+    """One market's PluginManager, with the four calling conventions.
+
+    Hooks are called in pluggy's order (tryfirst/trylast, then last registered
+    first). A first-result or collect hook that raises fails the call with an
+    error naming the plugin; a notify hook that raises is logged and counted in
+    ``failures``, and the caller carries on.
+    """
 
     def __init__(self, market: Market, pm: pluggy.PluginManager, names: list[str]):
         self.market = market
         self.pm = pm
         self.names = names
+        self.failures: Counter[tuple[str, str]] = Counter()  # (plugin, hook) -> count
+        # plugins that do I/O in pricing or delivery hooks say so (does_io = True): then
+        # pricing and delivery options run off the event loop; empty string when none
+        self.blocking = ", ".join(n for n in names if getattr(pm.get_plugin(n), "does_io", False))
+
+    def timeout_for(self, plugin: str | None) -> float:
+        """Seconds for a call to ``plugin`` (or to several, comma-separated: the longest)."""
+        names = [n.strip() for n in (plugin or "").split(",")]
+        return max(self.market.plugin_timeouts.get(n, DEFAULT_TIMEOUT_S) for n in names)
+
+    def _impls(self, hook: str) -> list[Any]:
+        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+
+    @staticmethod
+    def _named(exc: Exception, plugin: str, hook: str) -> Exception:
+        if isinstance(exc, NiagaError | WebhookRejected):
+            if isinstance(exc, NiagaError):
+                exc.extra.setdefault("plugin", plugin)
+            return exc  # raised on purpose: a decline, bad input, a gateway outage
+        return GatewayError(f"plugin {plugin} failed in {hook}: {type(exc).__name__}: {exc}",
+                            plugin=plugin)
 
     def first(self, hook: str, **kwargs: Any) -> Any:
-        return getattr(self.pm.hook, hook)(**kwargs)
+        for impl in self._impls(hook):
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:
+                raise self._named(exc, impl.plugin_name, hook) from exc
+            if result is not None:
+                return result
+        return None
 
     def collect(self, hook: str, **kwargs: Any) -> list[Any]:
-        results = getattr(self.pm.hook, hook)(**kwargs)
         flat: list[Any] = []
-        for item in results:
+        for impl in self._impls(hook):
+            try:
+                item = impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:
+                raise self._named(exc, impl.plugin_name, hook) from exc
             if item is None:
                 continue
             if isinstance(item, list | tuple):
@@ -152,22 +194,25 @@ class MarketPlugins:
         return flat
 
     def chain(self, hook: str, value_arg: str, value: Any, **kwargs: Any) -> Any:
-        caller = getattr(self.pm.hook, hook)
-        # pluggy's call order (last registered first), each impl seeing the previous value
-        for impl in reversed(caller.get_hookimpls()):
+        # each impl sees the previous one's value
+        for impl in self._impls(hook):
             args = {value_arg: value, **kwargs}
-            result = impl.function(*[args[a] for a in impl.argnames])
+            try:
+                result = impl.function(*[args[a] for a in impl.argnames])
+            except Exception as exc:
+                raise self._named(exc, impl.plugin_name, hook) from exc
             if result is not None:
                 value = result
         return value
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        caller = getattr(self.pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in self._impls(hook):
             try:
                 impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception:
-                log.exception("plugin %s failed in %s (ignored)", impl.plugin_name, hook)
+                self.failures[(impl.plugin_name, hook)] += 1
+                log.exception("plugin %s failed in %s (ignored; failure %d)", impl.plugin_name,
+                              hook, self.failures[(impl.plugin_name, hook)])
 
     def implementers(self, hook: str) -> list[str]:
         return [impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()]

@@ -56,9 +56,23 @@ class Niaga:
     def forget_locations(self) -> None:
         self._locations = None
 
-    async def offload(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
-        """Run a plugin call that may block (a gateway's HTTPS call) off the event loop."""
-        return await asyncio.to_thread(functools.partial(fn, **kwargs))
+    async def offload(self, fn: Callable[..., Any], /, *args: Any, market: str, plugin: str,
+                      **kwargs: Any) -> Any:
+        """Run a plugin call that may block (a gateway's HTTPS call) off the event loop,
+        within that plugin's timeout for the market; past it, a GatewayError naming it.
+
+        The thread itself cannot be stopped: a late answer is dropped, which is why
+        money movements carry idempotency keys the kernel can use to undo them.
+        """
+        timeout = self.plugins_for(market).timeout_for(plugin)
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(functools.partial(fn, *args, **kwargs)), timeout)
+        except TimeoutError as exc:
+            from kernel.errors import GatewayError
+
+            raise GatewayError(f"{plugin} did not answer within {timeout:g} s",
+                               plugin=plugin) from exc
 
     async def start(self) -> None:
         await self.store.start()

@@ -8,6 +8,7 @@ a clear 409.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from kernel.cart import (
     MAX_LINES,
@@ -55,8 +56,12 @@ async def reprice(ctx: Niaga, cart: Cart) -> list[str]:
 
 async def price_with(ctx: Niaga, cart: Cart, products: dict[str, Product]) -> list[str]:
     market = ctx.market(cart.market)
-    return price_cart(cart, market, products, ctx.plugins_for(cart.market),
-                      await pickup_location(ctx, cart))
+    plugins = ctx.plugins_for(cart.market)
+    pickup = await pickup_location(ctx, cart)
+    if plugins.blocking:  # a tax service over the network: keep the event loop free
+        return await ctx.offload(price_cart, cart, market, products, plugins, pickup,
+                                 market=market.code, plugin=plugins.blocking)
+    return price_cart(cart, market, products, plugins, pickup)
 
 
 async def view_cart(ctx: Niaga, cart_id: str) -> Cart:
@@ -210,9 +215,17 @@ async def delivery_options_for(ctx: Niaga, cart: Cart, stock: StockMap | None = 
         stock = await ctx.store.get_stock([line.sku for line in cart.lines],
                                           [loc.id for loc in locations])
     context = DeliveryContext(cart=cart, locations=locations, stock=stock)
-    options = ctx.plugins_for(market.code).collect("niaga_delivery_options", context=context,
-                                                   market=market)
+    plugins = ctx.plugins_for(market.code)
+    if plugins.blocking:  # a carrier's rate API: keep the event loop free
+        options = await ctx.offload(_options, plugins, context, market, market=market.code,
+                                    plugin=plugins.blocking)
+    else:
+        options = _options(plugins, context, market)
     return [o for o in options if o.price.currency == cart.currency]
+
+
+def _options(plugins: Any, context: DeliveryContext, market: Any) -> list[DeliveryOption]:
+    return plugins.collect("niaga_delivery_options", context=context, market=market)
 
 
 async def delivery_options(ctx: Niaga, cart_id: str) -> list[DeliveryOption]:

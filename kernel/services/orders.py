@@ -354,7 +354,8 @@ async def tracking(ctx: Niaga, order_id: str) -> list[dict[str, Any]]:
 async def _carrier(ctx: Niaga, market: str, hook: str, **kwargs: Any) -> Any:
     """A carrier call off the event loop; its failure is a GatewayError naming the carrier."""
     try:
-        return await ctx.offload(ctx.plugins_for(market).first, hook=hook, **kwargs)
+        return await ctx.offload(ctx.plugins_for(market).first, market=market,
+                                 plugin=kwargs["carrier"], hook=hook, **kwargs)
     except GatewayError:
         raise
     except Exception as exc:

@@ -24,7 +24,8 @@ async def _call(ctx: Niaga, market: str, hook: str, **kwargs: Any) -> Any:
     plugins = ctx.plugins_for(market)
     gateway = kwargs["gateway"]
     try:
-        return await ctx.offload(plugins.first, hook=hook, **kwargs)
+        return await ctx.offload(plugins.first, market=market, plugin=gateway, hook=hook,
+                                 **kwargs)
     except NiagaError:
         raise
     except Exception as exc:
@@ -56,16 +57,20 @@ def operation(order_id: str, reference: str | None, amount: Money, key: str) -> 
                             idempotency_key=key)
 
 
+def _parse(mp: Any, name: str, headers: dict[str, str], body: bytes) -> WebhookEvent | None:
+    return mp.first("niaga_webhook_parse", plugin=name, headers=headers, body=body)
+
+
 async def parse_webhook(ctx: Niaga, plugin: str, headers: dict[str, str],
                         body: bytes) -> WebhookEvent | None:
     """Ask the markets that enable ``plugin`` to verify and parse a webhook."""
     from kernel.payments import WebhookRejected
 
-    for mp in ctx.plugins.values():
+    for code, mp in ctx.plugins.items():
         if plugin in mp.names:
             try:
-                event = await ctx.offload(mp.first, hook="niaga_webhook_parse", plugin=plugin,
-                                          headers=headers, body=body)
+                event = await ctx.offload(_parse, mp, plugin, headers, body, market=code,
+                                          plugin=plugin)
             except (WebhookRejected, NiagaError):
                 raise
             except Exception as exc:  # a parser that crashes on odd input rejects it
