@@ -42,6 +42,9 @@ class Line(msgspec.Struct, kw_only=True):
     total: Money
     tax_class: str = "standard"
     weight_grams: int = 0
+    # the rate snapshot of a converted price: {base, base_currency, rate, source}; None for a
+    # price from the catalog (see kernel.catalog.ConvertedPrice)
+    fx: dict[str, str] | None = None
 
 
 class Delivery(msgspec.Struct, kw_only=True):

@@ -30,6 +30,25 @@ class Product(msgspec.Struct, kw_only=True):
         return translate(self.descriptions, locale, fallbacks) or ""
 
 
+class ConvertedPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``niaga_convert_price`` may return: the price and the rate snapshot behind it.
+
+    ``price`` (market currency) = ``base`` × ``rate``, rounded with the market's policy;
+    ``rate`` is a decimal string (target units per base unit, markup included) and
+    ``source`` names where the rate came from. The kernel keeps :meth:`snapshot` on
+    the cart line, and so on the order line.
+    """
+
+    price: Money
+    base: Money
+    rate: str
+    source: str
+
+    def snapshot(self) -> dict[str, str]:
+        return {"base": self.base.format_amount(), "base_currency": self.base.currency,
+                "rate": self.rate, "source": self.source}
+
+
 def translate(texts: dict[str, str], locale: str, fallbacks: tuple[str, ...] = ()) -> str | None:
     """Fallback chain: exact locale, same language, the market's locales, en-US, anything."""
     if not texts:

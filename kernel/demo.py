@@ -33,7 +33,8 @@ def read_catalog(path: Path, markets: dict[str, Market]) -> tuple[list[Location]
                                             item.get("attributes", {}).items()}))
         overrides = item.get("stock", {})
         for loc in locations:
-            if any(m in prices for m in loc.markets):
+            # where it is priced, or named in its stock table (sold converted, e.g. by fx)
+            if any(m in prices for m in loc.markets) or loc.id in overrides:
                 stock.append((item["sku"], loc.id, int(overrides.get(loc.id, default))))
     return locations, products, stock
 

@@ -41,6 +41,12 @@ class VersionConflict(Conflict):
     code = "version_conflict"
 
 
+class InProgress(Conflict):
+    """The same request is being handled right now (a concurrent retry): try again shortly."""
+
+    title, code = "Request in progress", "in_progress"
+
+
 class OutOfStock(Conflict):
     title, code = "Out of stock", "out_of_stock"
 

@@ -24,7 +24,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from kernel.cart import Cart, LoyaltyUse
-    from kernel.catalog import Product
+    from kernel.catalog import ConvertedPrice, Product
+    from kernel.checkout import CheckoutContext
     from kernel.delivery import DeliveryContext, DeliveryOption, Shipment, TrackingStatus
     from kernel.events import Event
     from kernel.inventory import AllocationRequest
@@ -95,11 +96,26 @@ def niaga_cart_discounts(cart: Cart, market: Market) -> list[Any]:
 
 
 @hookspec
-def niaga_before_place_order(cart: Cart, market: Market) -> Veto | None:
+def niaga_before_place_order(cart: Cart, market: Market,
+                             context: CheckoutContext) -> Veto | list[Veto] | None:
     """collect: last word before an order is placed (fraud rules, limits).
 
-    Return a :class:`Veto` to refuse (422 naming the rule) or, with
-    ``hold=True``, to place the order on hold for review; None to let it pass.
+    ``context`` (:class:`kernel.checkout.CheckoutContext`) holds the payment
+    method, the billing country, the email, a fingerprint of the card token and
+    the recent-order counts for the windows ``niaga_velocity_windows`` asked for.
+    Return a :class:`Veto` (or a list of them) to refuse (422 naming the rule)
+    or, with ``hold=True``, to place the order on hold for review; None to let
+    it pass. Any refusal wins over holds.
+    """
+
+
+@hookspec
+def niaga_velocity_windows(market: Market) -> list[float]:
+    """collect: look-back windows (hours) a risk rule needs recent-order counts for.
+
+    When any plugin returns one, checkout counts the orders placed by the same
+    customer, email and card in each window (one query) and passes them to
+    ``niaga_before_place_order`` as ``context.recent``.
     """
 
 
@@ -210,17 +226,45 @@ def niaga_track_shipment(carrier: str, tracking_number: str) -> TrackingStatus |
 
 @hookspec(firstresult=True)
 def niaga_loyalty_quote(
-    cart: Cart, market: Market, customer_id: str, points: int
+    cart: Cart, market: Market, customer_id: str, points: int, balance: int
 ) -> LoyaltyUse | None:
-    """first result: what redeeming ``points`` on this cart is worth (a discount)."""
+    """first result: what redeeming ``points`` on this cart is worth (a discount).
+
+    ``balance`` is the customer's balance as the kernel's ledger holds it now.
+    Raise ``ValidationError.field("points", ...)`` to refuse (more than the
+    balance, fewer than a minimum); return the points actually used (capped by
+    your share of the order) and their value. The kernel debits them from the
+    balance in the same atomic write that places the order.
+    """
+
+
+@hookspec(firstresult=True)
+def niaga_loyalty_earn(order: Order, market: Market,
+                       lifetime_base_points: int) -> tuple[int, int] | None:
+    """first result: the points a paid order earns, as ``(points, base_points)``.
+
+    ``base_points`` are before any tier multiplier (they count towards tiers);
+    ``lifetime_base_points`` is the customer's total before this order. The
+    kernel credits them once per order and reverses them on cancel and return.
+    """
+
+
+@hookspec(firstresult=True)
+def niaga_loyalty_tier(lifetime_base_points: int, market: Market) -> dict[str, Any] | None:
+    """first result: the tier for a lifetime of base points, as ``{"name", "multiplier"}``."""
 
 
 # -- localisation -------------------------------------------------------------
 
 
 @hookspec(firstresult=True)
-def niaga_convert_price(product: Product, market: Market) -> Money | None:
-    """first result: a price for a product that has none in this market (currency conversion)."""
+def niaga_convert_price(product: Product, market: Market) -> ConvertedPrice | Money | None:
+    """first result: a price for a product that has none in this market (currency conversion).
+
+    Return a :class:`kernel.catalog.ConvertedPrice` to have the rate snapshot
+    (base price, rate, source) kept on the cart line and the order line, or a
+    bare Money; None when the product is not sold in the market.
+    """
 
 
 @hookspec(firstresult=True)

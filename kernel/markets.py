@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from kernel.errors import ConfigError
-from kernel.money import MoneyError, currency_digits
+from kernel.money import Money, MoneyError, currency_digits
 
 CHANNELS = ("web", "app", "pos", "marketplace", "social")
 
@@ -25,11 +25,14 @@ class MoneyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     prices_include_tax: bool = True
     rounding_mode: Literal["half-up", "half-even"] = "half-up"
     rounding_level: Literal["unit", "line", "total"] = "line"
+    # totals rounded to this many minor units (e.g. IDR 100 = 10000); 0: no cash rounding
+    cash_rounding: int = 0
 
 
 class _MoneyPolicyFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rounding_mode: Literal["half-up", "half-even"] = "half-up"
     rounding_level: Literal["unit", "line", "total"] = "line"
+    cash_rounding: str | None = None  # the smallest cash step in major units, e.g. "100"
 
 
 class _MarketFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -135,6 +138,15 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
             for ch in spec.channels
             if ch not in CHANNELS
         ]
+        cash_step = 0
+        if spec.money.cash_rounding is not None:
+            try:
+                cash_step = Money.parse(spec.money.cash_rounding, spec.currency).amount
+            except MoneyError as exc:
+                problems.append(f"{where}.money.cash_rounding: {exc}")
+            else:
+                if cash_step <= 0:
+                    problems.append(f"{where}.money.cash_rounding: must be positive")
         if spec.payment_window_hours <= 0:
             problems.append(f"{where}.payment_window_hours: must be positive")
         if spec.reservation_minutes <= 0:
@@ -156,6 +168,7 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
                 prices_include_tax=spec.prices_include_tax,
                 rounding_mode=spec.money.rounding_mode,
                 rounding_level=spec.money.rounding_level,
+                cash_rounding=max(cash_step, 0),
             ),
             payment_window_hours=spec.payment_window_hours,
             reservation_minutes=spec.reservation_minutes,

@@ -109,6 +109,10 @@ class Order(msgspec.Struct, kw_only=True):
     idempotency_key: str | None = None
     request_hash: str | None = None
     hold: dict[str, str] | None = None  # {rule, reason} while on_hold for review
+    # indexed for velocity rules (kernel.checkout): the address email, lower-cased, and
+    # sha256 of the card token the checkout named (never the token itself)
+    email: str | None = None
+    card_fingerprint: str | None = None
 
     def status_after_payment(self) -> OrderStatus:
         """Where the payment alone puts the order (used when a hold is released)."""

@@ -64,7 +64,9 @@ class WebhookEvent(msgspec.Struct, kw_only=True, frozen=True):
     """A verified notification from a gateway or carrier."""
 
     id: str  # the sender's event id; a replay with the same id changes nothing
-    kind: Literal["payment.captured", "payment.failed", "payment.refunded", "shipment.updated"]
+    # "ignored": verified, but nothing for the kernel to do (a gateway's routine notice)
+    kind: Literal["payment.captured", "payment.failed", "payment.refunded", "shipment.updated",
+                  "ignored"]
     order_id: str | None = None
     reference: str | None = None
     amount: Money | None = None

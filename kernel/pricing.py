@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from fractions import Fraction
 
 from kernel.cart import Adjustment, Cart, Line
 from kernel.catalog import Location, Product
 from kernel.errors import GatewayError, NiagaError, ValidationError
 from kernel.markets import Market
-from kernel.money import Money, allocate, percent
+from kernel.money import Money, allocate, percent, round_fraction
 from kernel.plugins import MarketPlugins
 from kernel.tax import SHIPPING, TaxLine, TaxRequest, TaxResult, compute_taxes
 from kernel.totals import check_totals
@@ -22,11 +23,20 @@ from kernel.totals import check_totals
 log = logging.getLogger("niaga.pricing")
 
 
-def unit_price(product: Product, market: Market, plugins: MarketPlugins) -> Money | None:
-    """The catalog price in this market, else a converted one (localisation plugins)."""
+def unit_price(product: Product, market: Market, plugins: MarketPlugins,
+               line: Line | None = None) -> Money | None:
+    """The catalog price in this market, else a converted one (localisation plugins).
+    Given a cart ``line``, keeps the conversion's rate snapshot on it (``line.fx``)."""
+    from kernel.catalog import ConvertedPrice
+
     price = product.price_in(market.code)
+    fx = None
     if price is None:
         price = plugins.first("niaga_convert_price", product=product, market=market)
+        if isinstance(price, ConvertedPrice):
+            fx, price = price.snapshot(), price.price
+    if line is not None:
+        line.fx = fx
     if price is not None and price.currency != market.currency:
         raise GatewayError(f"price for {product.sku} is in {price.currency}, not {market.currency}")
     return price
@@ -47,7 +57,7 @@ def price_cart(
     locale = market.default_locale
     for line in cart.lines:
         product = products.get(line.sku)
-        base = unit_price(product, market, plugins) if product else None
+        base = unit_price(product, market, plugins, line) if product else None
         if product is None or base is None:
             dropped.append(line.sku)
             continue
@@ -127,6 +137,16 @@ def price_cart(
     cart.tax_total = Money(sum(t.tax.amount for t in result.lines), cur)
     total = cart.subtotal - cart.discount_total + cart.shipping_total
     cart.total = total if market.prices_include_tax else total + cart.tax_total
+    step = market.policy.cash_rounding
+    if step and cart.total.amount % step:
+        # the remainder is its own adjustment: never hidden in a line or a tax amount
+        rounded = round_fraction(Fraction(cart.total.amount, step),
+                                 market.policy.rounding_mode) * step
+        remainder = Money(rounded - cart.total.amount, cur)
+        cart.adjustments.append(Adjustment(
+            source="kernel:cash-rounding", kind="rounding", amount=remainder,
+            label=f"Rounded to {Money(step, cur).format_amount()} {cur}"))
+        cart.total = Money(rounded, cur)
     check_totals(cart)
     return dropped
 

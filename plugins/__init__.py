@@ -1,4 +1,4 @@
-"""Niaga's first-party plugins: tax, payments and carriers.
+"""Niaga's first-party plugins: tax, payments, carriers, loyalty, risk and localisation.
 
 They are registered through the ``niaga`` entry-point group exactly like
 third-party plugins, and import only the kernel's public names.

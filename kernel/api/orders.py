@@ -11,16 +11,18 @@ from litestar.params import Parameter
 from kernel.api.auth import provide_customer
 from kernel.api.schemas import (
     CartRead,
+    MeLoyaltyRead,
     MeRead,
     MergeCreate,
     OrderRead,
+    TierRead,
     TrackingRead,
     cart_read,
     order_read,
 )
 from kernel.errors import NotFound
 from kernel.runtime import Niaga
-from kernel.services import carts, orders
+from kernel.services import carts, loyalty, orders
 from kernel.services.orders import load_order
 from kernel.store.base import Customer
 
@@ -44,8 +46,20 @@ class MeController(Controller):
     dependencies = {"customer": Provide(provide_customer)}
 
     @get("/")
-    async def me(self, customer: Customer) -> MeRead:
-        return MeRead(id=customer.id, email=customer.email, name=customer.name, loyalty=None)
+    async def me(self, niaga: Niaga, customer: Customer,
+                 market: Annotated[str | None, Parameter(
+                     query="market", required=False, min_length=2, max_length=2,
+                     description="whose tiers to show (default: the first market that "
+                                 "runs a loyalty programme)")] = None) -> MeRead:
+        summary = await loyalty.account_summary(niaga, customer.id, market)
+        tier = summary["tier"]
+        return MeRead(id=customer.id, email=customer.email, name=customer.name,
+                      loyalty=MeLoyaltyRead(
+                          balance=summary["balance"], lifetime_points=summary["lifetime_points"],
+                          tier=TierRead(name=str(tier["name"]),
+                                        multiplier=str(tier.get("multiplier", "1")))
+                          if isinstance(tier, dict) else None,
+                          market=summary["market"]))
 
     @get("/cart")
     async def cart(self, niaga: Niaga, customer: Customer,

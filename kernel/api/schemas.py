@@ -131,6 +131,15 @@ class CheckoutCreate(Struct, forbid_unknown_fields=True):
     payment: dict[str, Any]
 
 
+class FxRead(Struct):
+    """The rate snapshot of a price converted from another market's (null: a catalog price)."""
+
+    base: str  # the base price, in major units of base_currency
+    base_currency: str
+    rate: str  # units of the line's currency per unit of base_currency, markup included
+    source: str
+
+
 class LineRead(Struct):
     id: str
     sku: str
@@ -141,6 +150,7 @@ class LineRead(Struct):
     discount: MoneyRead
     tax: MoneyRead
     total: MoneyRead
+    fx: FxRead | None
 
 
 class AdjustmentRead(Struct):
@@ -194,6 +204,7 @@ class CartRead(Struct):
     shipping_total: MoneyRead
     tax_total: MoneyRead
     total: MoneyRead
+    rounding_total: MoneyRead  # cash rounding; the invariant adds it (0 unless configured)
     prices_include_tax: bool
     tax_estimated: bool
     adjustments: list[AdjustmentRead]
@@ -254,6 +265,7 @@ class MoneyPolicyRead(Struct):
     prices_include_tax: bool
     rounding_mode: str
     rounding_level: str
+    cash_rounding: int = 0  # minor units
 
 
 class OrderLineRead(LineRead):
@@ -280,6 +292,7 @@ class OrderRead(Struct):
     shipping_total: MoneyRead
     tax_total: MoneyRead
     total: MoneyRead
+    rounding_total: MoneyRead
     prices_include_tax: bool
     money_policy: MoneyPolicyRead
     adjustments: list[AdjustmentRead]
@@ -304,11 +317,25 @@ class CustomerTokenRead(Struct):
     token: str
 
 
+class TierRead(Struct):
+    name: str
+    multiplier: str
+
+
+class MeLoyaltyRead(Struct):
+    """One balance across markets and channels; the tier is a market's policy."""
+
+    balance: int
+    lifetime_points: int  # base points (before tier multipliers) ever earned and kept
+    tier: TierRead | None  # None when no market runs a loyalty programme
+    market: str | None  # the market whose tiers ``tier`` comes from
+
+
 class MeRead(Struct):
     id: str
     email: str | None
     name: str | None
-    loyalty: dict[str, Any] | None
+    loyalty: MeLoyaltyRead | None
 
 
 class MergeCreate(Struct, forbid_unknown_fields=True):
@@ -419,7 +446,9 @@ def _lines(doc: Any, cls: type) -> list:
     for li in doc.lines:
         fields = dict(id=li.id, sku=li.sku, name=li.name, quantity=li.quantity,
                       unit_price=money(li.unit_price), subtotal=money(li.subtotal),
-                      discount=money(li.discount), tax=money(li.tax), total=money(li.total))
+                      discount=money(li.discount), tax=money(li.tax), total=money(li.total),
+                      fx=FxRead(**{k: li.fx.get(k, "") for k in FxRead.__struct_fields__})
+                      if li.fx else None)
         if extra:
             fields.update(fulfilled=li.fulfilled, returned=li.returned)
         out.append(cls(**fields))
@@ -438,6 +467,8 @@ def _common(doc: Any) -> dict[str, Any]:
         subtotal=money(doc.subtotal), discount_total=money(doc.discount_total),
         shipping_total=money(doc.shipping_total), tax_total=money(doc.tax_total),
         total=money(doc.total), prices_include_tax=doc.prices_include_tax,
+        rounding_total=money(Money(sum(a.amount.amount for a in doc.adjustments
+                                       if a.kind == "rounding"), doc.currency)),
         adjustments=[AdjustmentRead(source=a.source, kind=a.kind, label=a.label,
                                     amount=money(a.amount), line_id=a.line_id)
                      for a in doc.adjustments],

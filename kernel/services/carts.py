@@ -7,6 +7,7 @@ a clear 409.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from kernel.money import Money
 from kernel.payments import PaymentMethod
 from kernel.pricing import price_cart, unit_price
 from kernel.runtime import Niaga
+from kernel.services import loyalty
 from kernel.store.base import Customer
 
 RETRIES = 3
@@ -95,15 +97,18 @@ def _updated(ctx: Niaga, cart: Cart) -> None:
 
 
 async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[None]],
-                 channel: str | None = None, *, requote: bool = True) -> Cart:
-    """Apply ``change``, re-price (re-quoting the chosen delivery), and save; on a lost
-    race, re-read and re-apply."""
+                 channel: str | None = None, *, requote: bool = True,
+                 points_quoted: bool = False) -> Cart:
+    """Apply ``change``, re-price (re-quoting the chosen delivery and any loyalty points),
+    and save; on a lost race, re-read and re-apply."""
     for attempt in range(RETRIES):
         cart = await load_cart(ctx, cart_id)
         cart.ensure_open()
         version = cart.version
         await change(cart)
         products = await ctx.store.get_products(line.sku for line in cart.lines)
+        if cart.loyalty is not None and not points_quoted:
+            await _requote_points(ctx, cart, products)
         await price_with(ctx, cart, products)
         if requote and await requote_delivery(ctx, cart):
             await price_with(ctx, cart, products)  # the delivery price moved
@@ -118,6 +123,21 @@ async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[No
         _updated(ctx, cart)
         return cart
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _requote_points(ctx: Niaga, cart: Cart, products: dict[str, Product]) -> None:
+    """Points on a changed cart are quoted again for what it holds now (the plugin's cap,
+    the balance now); they can shrink, never grow. Points no longer usable on it (below
+    the plugin's minimum, none left) are dropped: the cart shows ``loyalty: null``."""
+    use = cart.loyalty
+    assert use is not None
+    cart.loyalty = None
+    if cart.customer_id is None:
+        return
+    await price_with(ctx, cart, products)
+    with contextlib.suppress(ValidationError):  # no longer usable here: dropped
+        cart.loyalty = await loyalty.quote(ctx, cart, cart.customer_id, use.points,
+                                           at_most_balance=True)
 
 
 async def market_availability(ctx: Niaga, market: str, skus: list[str]) -> dict[str, int]:
@@ -288,17 +308,11 @@ async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int)
         if points == 0:
             cart.loyalty = None
             return
-        market = ctx.market(cart.market)
         cart.loyalty = None
-        await reprice(ctx, cart)
-        quote = ctx.plugins_for(market.code).first(
-            "niaga_loyalty_quote", cart=cart, market=market, customer_id=customer.id,
-            points=points)
-        if quote is None:
-            raise ValidationError.field("points", f"no loyalty programme in market {market.code}")
-        cart.loyalty = quote
+        await reprice(ctx, cart)  # quoted on the cart as it prices without points
+        cart.loyalty = await loyalty.quote(ctx, cart, customer.id, points)
 
-    return await mutate(ctx, cart_id, change)
+    return await mutate(ctx, cart_id, change, points_quoted=True)
 
 
 async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:

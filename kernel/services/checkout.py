@@ -18,6 +18,13 @@ import msgspec
 
 from kernel.cart import MAX_REMEMBERED_FAILURES, Cart, FailedCheckout
 from kernel.catalog import Location
+from kernel.checkout import (
+    CheckoutContext,
+    RecentOrders,
+    billing_country,
+    card_fingerprint,
+    normalise_email,
+)
 from kernel.errors import (
     Conflict,
     GatewayError,
@@ -32,7 +39,7 @@ from kernel.errors import (
 )
 from kernel.events import Event
 from kernel.hookspecs import Veto
-from kernel.ids import new_id, order_number
+from kernel.ids import checkout_ids, new_id
 from kernel.inventory import AllocationRequest, Reservation, shortfalls
 from kernel.markets import Market
 from kernel.money import Money
@@ -40,7 +47,7 @@ from kernel.orders import Allocated, HistoryEntry, Order, OrderLine, Payment
 from kernel.payments import PaymentRequest, PaymentResult
 from kernel.plugins import MarketPlugins
 from kernel.runtime import Niaga
-from kernel.services import payments
+from kernel.services import loyalty, payments
 from kernel.services.carts import (
     StockMap,
     load_cart,
@@ -97,8 +104,9 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     chosen = cart.delivery
     if await requote_delivery(ctx, cart, stock):
         await price_with(ctx, cart, products)
-    holds = _ready(cart, dropped, plugins, market, lost_delivery=chosen is not None and
-                   cart.delivery is None)
+    context = await _context(ctx, cart, plugins, market, method, payment)
+    holds = _ready(cart, dropped, plugins, market, context, lost_delivery=chosen is not None
+                   and cart.delivery is None)
     offered = [m.id for m in methods_for(ctx, cart)]
     if method not in offered:
         raise ValidationError.field(
@@ -106,7 +114,7 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
                               f"(offered: {', '.join(offered) or 'none'})")
 
     # reserve stock: one conditional update per (sku, location), all or nothing
-    order_id = new_id()
+    order_id, number = checkout_ids(cart.id, idempotency_key, market.code)
     now = ctx.clock()
     allocations = _allocate(cart, market, plugins, locations, stock)
     reservations = [Reservation(order_id=order_id, sku=a.sku, location_id=a.location_id,
@@ -124,7 +132,6 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
         ) from exc
 
     # authorize; from here on a failure must release the stock
-    number = order_number(market.code)
     try:
         result = await _authorize(ctx, plugins, method, PaymentRequest(
             order_id=order_id, order_number=number, market=market.code, amount=cart.total,
@@ -138,7 +145,7 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
 
     # place the order + events in one atomic write; on failure void and release
     order = _build_order(cart, market, order_id, number, method, result, allocations, now,
-                         idempotency_key, body_hash, holds)
+                         idempotency_key, body_hash, holds, context)
     closed = msgspec.structs.replace(cart, status="checked_out", version=version + 1,
                                      updated_at=now)
     events = [Event(id=new_id(), type="order.placed", market=market.code, subject=order.id,
@@ -150,9 +157,11 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
                             subject=order.id, at=now, data=dict(order.hold or {})))
     if order.payment.status == "captured":
         events.append(Event(id=new_id(), type="order.paid", market=market.code,
-                            subject=order.id, at=now, data={"number": order.number}))
+                            subject=order.id, at=now,
+                            data={"number": order.number, "customer_id": order.customer_id}))
     try:
-        await ctx.store.place_order(order, closed, version, events)
+        # points redeemed are debited in this same write (a balance too low: 409, no order)
+        await ctx.store.place_order(order, closed, version, events, loyalty.redemption(order))
     except BaseException as exc:
         winner = None
         if isinstance(exc, VersionConflict | Conflict):
@@ -172,8 +181,30 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     return order, True
 
 
-def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market, *,
-           lost_delivery: bool = False) -> list[Veto]:
+async def _context(ctx: Niaga, cart: Cart, plugins: MarketPlugins, market: Market,
+                   method: str, payment: dict[str, Any]) -> CheckoutContext:
+    """What the risk hooks may know beyond the cart; order counts only if a plugin asks."""
+    email = normalise_email(cart.address.email if cart.address else None)
+    fingerprint = card_fingerprint(method, payment)
+    windows = plugins.collect("niaga_velocity_windows", market=market)
+    for hours in windows:
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or not hours > 0:
+            raise GatewayError(f"a plugin asked for a velocity window of {hours!r} hours")
+    recent: dict[float, RecentOrders] = {}
+    wanted = sorted({float(h) for h in windows})
+    if wanted:
+        now = ctx.clock()
+        counts = await ctx.store.count_recent_orders(
+            [now - h * 3600 for h in wanted], customer_id=cart.customer_id, email=email,
+            card_fingerprint=fingerprint)
+        recent = {h: RecentOrders(window_hours=h, **c)
+                  for h, c in zip(wanted, counts, strict=True)}
+    return CheckoutContext(payment_method=method, billing_country=billing_country(payment),
+                           email=email, card_fingerprint=fingerprint, recent=recent)
+
+
+def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Market,
+           context: CheckoutContext, *, lost_delivery: bool = False) -> list[Veto]:
     """Everything a cart needs before stock is touched; each problem names its field.
     Returns the vetoes that hold the order for review rather than refuse it."""
     if dropped:
@@ -189,13 +220,16 @@ def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Marke
                          if lost_delivery else "choose a delivery option"})
     elif cart.delivery.kind == "ship" and cart.address is None:
         problems.append({"field": "address", "message": "a shipping address is required"})
+    if cart.loyalty is not None and cart.customer_id is None:
+        problems.append({"field": "loyalty", "message": "points need a signed-in customer"})
     if cart.tax_estimated:
         problems.append({"field": "address.region",
                          "message": "tax depends on the address; set country and region"})
     problems += plugins.collect("niaga_validate_cart", cart=cart, market=market)
     if problems:
         raise ValidationError("the cart cannot be checked out yet", errors=problems)
-    vetoes = [v for v in plugins.collect("niaga_before_place_order", cart=cart, market=market)
+    vetoes = [v for v in plugins.collect("niaga_before_place_order", cart=cart, market=market,
+                                         context=context)
               if isinstance(v, Veto)]
     refusals = [v for v in vetoes if not v.hold]
     if refusals:
@@ -308,7 +342,7 @@ async def _remember_failure(ctx: Niaga, cart_id: str, key: str, body_hash: str,
 
 def _build_order(cart: Cart, market: Market, order_id: str, number: str, method: str,
                  result: PaymentResult, allocations, now: float, key: str,
-                 body_hash: str, holds: list[Veto]) -> Order:
+                 body_hash: str, holds: list[Veto], context: CheckoutContext) -> Order:
     cur = cart.currency
     zero = Money.zero(cur)
     captured = result.amount if result.status == "captured" else zero
@@ -342,4 +376,5 @@ def _build_order(cart: Cart, market: Market, order_id: str, number: str, method:
         payment_due_at=now + market.payment_window_hours * 3600 if due else None,
         idempotency_key=key, request_hash=body_hash,
         hold={"rule": holds[0].rule, "reason": holds[0].reason} if holds else None,
+        email=context.email, card_fingerprint=context.card_fingerprint,
     )

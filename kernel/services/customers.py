@@ -51,14 +51,23 @@ async def export(ctx: Niaga, customer_id: str) -> dict[str, Any]:
     customer = await load_customer(ctx, customer_id)
     carts = await ctx.store.list_carts(customer.id)
     orders = await ctx.store.list_orders(customer_id=customer.id)
+    account = await ctx.store.loyalty_account(customer.id)
+    ledger = await ctx.store.loyalty_ledger(customer.id)
     profile = msgspec.to_builtins(customer)
     profile.pop("token_hash", None)
     return {"customer": profile, "carts": msgspec.to_builtins(carts),
-            "orders": msgspec.to_builtins(orders), "exported_at": ctx.clock()}
+            "orders": msgspec.to_builtins(orders),
+            "loyalty": {"account": msgspec.to_builtins(account),
+                        "ledger": msgspec.to_builtins(ledger)},
+            "exported_at": ctx.clock()}
 
 
 async def erase(ctx: Niaga, customer_id: str) -> None:
-    """Personal data leaves the profile, carts and orders; orders stay for accounting."""
+    """Personal data leaves the profile, carts and orders; orders stay for accounting.
+
+    The loyalty account and ledger stay as they are: they hold the customer id and
+    points only (no name, email or address), and the books need every movement.
+    """
     customer = await load_customer(ctx, customer_id)
     carts = await ctx.store.list_carts(customer.id)
     orders = await ctx.store.list_orders(customer_id=customer.id)
@@ -72,5 +81,6 @@ async def erase(ctx: Niaga, customer_id: str) -> None:
         if order.address is not None:
             order.address = msgspec.structs.replace(
                 order.address, name=None, email=None, phone=None, line1=None, postal_code=None)
+        order.email = order.card_fingerprint = None
         order.record(ctx.clock(), "customer_erased")
     await ctx.store.erase_customer(customer, carts, orders)

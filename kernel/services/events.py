@@ -1,4 +1,5 @@
-"""The local event relay: outbox rows → ``niaga_event`` notify hooks, at least once.
+"""The local event relay: outbox rows → the loyalty ledger → ``niaga_event`` notify hooks,
+at least once.
 
 On AWS the DynamoDB stream plays this part; here a background task drains the
 outbox after each write and on a timer, so an event written just before a
@@ -12,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kernel.events import Event
     from kernel.runtime import Niaga
 
 log = logging.getLogger("niaga.events")
@@ -46,15 +48,29 @@ class Dispatcher:
             events = await self.ctx.store.pending_events(batch)
             if not events:
                 return delivered
-            for event in events:
-                targets = (self.ctx.markets if event.market not in self.ctx.markets
-                           else {event.market: self.ctx.markets[event.market]})
-                for code, market in targets.items():
-                    self.ctx.plugins_for(code).notify("niaga_event", event=event, market=market)
-            await self.ctx.store.mark_events_delivered([e.id for e in events], self.ctx.clock())
-            delivered += len(events)
+            done: list[str] = []
+            try:
+                for event in events:
+                    await self.deliver(event)
+                    done.append(event.id)
+            finally:
+                # a failure stops here: what was delivered is marked, the rest is retried
+                if done:
+                    await self.ctx.store.mark_events_delivered(done, self.ctx.clock())
+            delivered += len(done)
             if len(events) < batch:
                 return delivered
+
+    async def deliver(self, event: Event) -> None:
+        """One event: the kernel's own consumer first (the loyalty ledger, idempotent, whose
+        failure leaves the event in the outbox), then the plugins' notify hooks."""
+        from kernel.services import loyalty
+
+        await loyalty.on_event(self.ctx, event)
+        targets = (self.ctx.markets if event.market not in self.ctx.markets
+                   else {event.market: self.ctx.markets[event.market]})
+        for code, market in targets.items():
+            self.ctx.plugins_for(code).notify("niaga_event", event=event, market=market)
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():

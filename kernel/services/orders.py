@@ -6,6 +6,7 @@ its events, its stock effects and the idempotency record, atomically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from kernel.runtime import Niaga
 from kernel.services import payments
 from kernel.store.base import IdempotencyRecord, StockEffects
 
+log = logging.getLogger("niaga.orders")
+
 
 async def load_order(ctx: Niaga, order_id: str) -> Order:
     order = await ctx.store.get_order(order_id)
@@ -28,8 +31,9 @@ async def load_order(ctx: Niaga, order_id: str) -> Order:
 
 
 def _event(order: Order, type_: str, at: float, **data: Any) -> Event:
+    # the customer id lets consumers (the loyalty ledger) skip guest orders without a read
     return Event(id=new_id(), type=type_, market=order.market, subject=order.id, at=at,
-                 data={"number": order.number, **data})
+                 data={"number": order.number, "customer_id": order.customer_id, **data})
 
 
 def _guard(ctx: Niaga, order: Order, to_status: str) -> None:
@@ -165,7 +169,9 @@ async def cancel(ctx: Niaga, order_id: str, reason: str | None, source: str = "a
         payment.status = "refunded"
         money_note["refunded"] = due.format_amount()
     elif payment.status == "pending":
-        payment.status = "voided"  # nothing was paid; nothing more will be accepted
+        # close what the customer could still pay (a virtual account, a QR code)
+        await _gateway(ctx, order, "void", order.total, key)
+        payment.status = "voided"
     now = ctx.clock()
     order.payment_due_at = None
     order.move_to("cancelled", now, event, reason=reason, source=source, **money_note)
@@ -302,11 +308,15 @@ async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], r
 
 async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order | None:
     """A verified gateway notification, applied once (the event id is the idempotency key)."""
+    if event.kind == "ignored" or event.order_id is None:
+        return None
     if await ctx.store.get_idempotency(f"webhook:{plugin}", event.id) is not None:
         return None
-    if event.order_id is None:
+    order = await ctx.store.get_order(event.order_id)
+    if order is None:  # e.g. a payment whose order was never placed: answered 2xx, logged
+        log.warning("webhook %s from %s names unknown order %s", event.id, plugin,
+                    event.order_id)
         return None
-    order = await load_order(ctx, event.order_id)
     if order.payment.gateway != plugin:
         return None  # a gateway speaks only for the payments it took
     record = IdempotencyRecord(scope=f"webhook:{plugin}", key=event.id, request_hash=event.id,

@@ -8,7 +8,7 @@ so a crash never leaves half an order.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -16,6 +16,7 @@ from kernel.cart import Cart
 from kernel.catalog import Location, Product
 from kernel.events import Event
 from kernel.inventory import Reservation, StockLevel
+from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Allocated, Order
 
 
@@ -140,10 +141,13 @@ class Store(ABC):
     # orders ----------------------------------------------------------------
     @abstractmethod
     async def place_order(self, order: Order, cart: Cart, expected_cart_version: int,
-                          events: list[Event]) -> None:
-        """Atomically: insert the order, close the cart (version-conditioned), write events.
+                          events: list[Event], ledger: Sequence[LedgerEntry] = ()) -> None:
+        """Atomically: insert the order, close the cart (version-conditioned), write events,
+        and apply ``ledger`` (the points the order redeems) as :meth:`loyalty_apply` does.
 
-        VersionConflict if the cart changed meanwhile; Conflict if it already has an order.
+        VersionConflict if the cart changed meanwhile; Conflict if it already has an order
+        or a balance is too low for the ledger (then nothing is placed). An empty ledger
+        costs no statement.
         """
 
     @abstractmethod
@@ -167,6 +171,14 @@ class Store(ABC):
     @abstractmethod
     async def unpaid_orders_due(self, now: float, limit: int = 100) -> list[Order]: ...
 
+    @abstractmethod
+    async def count_recent_orders(self, since: list[float], *, customer_id: str | None,
+                                  email: str | None,
+                                  card_fingerprint: str | None) -> list[dict[str, int]]:
+        """For each cut-off in ``since``: ``{"customer": n, "email": n, "card": n}``, the
+        orders (any market, any status) created at or after it with that customer id,
+        ``Order.email`` and ``Order.card_fingerprint``; 0 for a key given as None. One read."""
+
     # customers -------------------------------------------------------------
     @abstractmethod
     async def create_customer(self, customer: Customer) -> None:
@@ -188,6 +200,26 @@ class Store(ABC):
 
     @abstractmethod
     async def list_carts(self, customer_id: str) -> list[Cart]: ...
+
+    # loyalty ---------------------------------------------------------------
+    @abstractmethod
+    async def loyalty_account(self, customer_id: str) -> LoyaltyAccount:
+        """The customer's account; a zero one if nothing was ever applied."""
+
+    @abstractmethod
+    async def loyalty_apply(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+        """Atomically append ``entries`` to the ledger and move the balances.
+
+        An entry whose id is already in the ledger is skipped (at-least-once callers
+        stay exact); the applied ones are returned. Each customer's balance moves by
+        the sum of their applied entries' points, and ``lifetime_base_points`` by their
+        ``base_points``. If a balance would fall below zero, raise
+        :class:`kernel.errors.Conflict` naming it, and apply nothing.
+        """
+
+    @abstractmethod
+    async def loyalty_ledger(self, customer_id: str) -> list[LedgerEntry]:
+        """The customer's entries, oldest first (by ``at``, then id)."""
 
     # outbox and idempotency --------------------------------------------------
     @abstractmethod

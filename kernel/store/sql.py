@@ -8,20 +8,22 @@ exact under any concurrency is ``UPDATE … WHERE on_hand - reserved >= :q``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-from piccolo.columns import Boolean, DoublePrecision, Integer, Text, Varchar
+from piccolo.columns import BigInt, Boolean, DoublePrecision, Integer, Text, Varchar
 from piccolo.columns.combination import WhereRaw
 from piccolo.engine.base import Engine
+from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from kernel.cart import Cart
 from kernel.catalog import Location, Product
-from kernel.errors import Conflict, NotFound, VersionConflict
+from kernel.errors import Conflict, InProgress, NotFound, VersionConflict
 from kernel.events import Event
 from kernel.inventory import Reservation, StockLevel
+from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Order
 from kernel.store.base import (
     Customer,
@@ -103,6 +105,9 @@ class Tables:
             payment_due_at = DoublePrecision(null=True, index=True)
             version = Integer()
             doc = Text()
+            # velocity rules (kernel.checkout): lower-cased email, sha256 of the card token
+            email = Varchar(length=320, null=True, index=True)
+            card_fingerprint = Varchar(length=64, null=True, index=True)
 
         class CustomerRow(Table, tablename="niaga_customer", db=engine):
             id = Varchar(length=40, primary_key=True)
@@ -136,8 +141,28 @@ class Tables:
         self.customer = CustomerRow
         self.outbox = OutboxRow
         self.idempotency = IdempotencyRow
+
+        class LoyaltyAccountRow(Table, tablename="niaga_loyalty_account", db=engine):
+            customer_id = Varchar(length=40, primary_key=True)
+            balance = BigInt(default=0)  # never below zero: every debit is conditioned on it
+            lifetime_base = BigInt(default=0)
+
+        class LoyaltyLedgerRow(Table, tablename="niaga_loyalty_ledger", db=engine):
+            id = Varchar(length=200, primary_key=True)  # the idempotency key, e.g. earn:<order>
+            customer_id = Varchar(length=40, index=True)
+            points = BigInt()
+            kind = Varchar(length=20)
+            order_id = Varchar(length=40, null=True)
+            market = Varchar(length=8, null=True)
+            at = DoublePrecision()
+            base_points = BigInt(default=0)
+            note = Text(null=True)
+
+        self.loyalty_account = LoyaltyAccountRow
+        self.loyalty_ledger = LoyaltyLedgerRow
         self.all = [ProductRow, LocationRow, StockRow, StockMovementRow, ReservationRow,
-                    CartRow, OrderRow, CustomerRow, OutboxRow, IdempotencyRow]
+                    CartRow, OrderRow, CustomerRow, OutboxRow, IdempotencyRow,
+                    LoyaltyAccountRow, LoyaltyLedgerRow]
 
 
 def _is_unique_violation(exc: Exception) -> bool:
@@ -185,7 +210,24 @@ class SqlStore(Store):
 
     async def create_schema(self) -> None:
         for table in self.t.all:
-            await table.create_table(if_not_exists=True)
+            await self._add_missing_columns(table)
+            await table.create_table(if_not_exists=True)  # and its indexes, if not there
+
+    async def _add_missing_columns(self, table: type[Table]) -> None:
+        """A table created by an older Niaga gets the nullable columns added since."""
+        name = table._meta.tablename
+        if self.name == "postgresql":
+            rows = await table.raw("SELECT column_name AS name FROM information_schema.columns "
+                                   "WHERE table_name = {} AND table_schema = current_schema()",
+                                   name)
+        else:
+            rows = await table.raw(f"PRAGMA table_info({name})")
+        present = {r["name"] for r in rows}
+        if not present:
+            return  # a new table: create_table makes it whole
+        for column in table._meta.columns:
+            if column._meta.db_column_name not in present and column._meta.null:
+                await table.alter().add_column(column._meta.name, column)
 
     async def drop_schema(self) -> None:
         for table in reversed(self.t.all):
@@ -344,12 +386,24 @@ class SqlStore(Store):
             if short:
                 await tx.rollback()
             else:
-                await R.insert(*[
-                    R(id=f"{r.order_id}:{_stock_key(r.sku, r.location_id)}", order_id=r.order_id,
-                      sku=r.sku, location_id=r.location_id, quantity=r.quantity,
-                      expires_at=r.expires_at)
-                    for r in ordered
-                ])
+                first = ordered[0]
+                # one marker row per order, in the same INSERT: a second attempt for the same
+                # order collides on it wherever its stock was allocated
+                marker = R(id=f"{first.order_id}:*", order_id=first.order_id, sku="*",
+                           location_id="*", quantity=0, expires_at=first.expires_at)
+                try:
+                    await R.insert(marker, *[
+                        R(id=f"{r.order_id}:{_stock_key(r.sku, r.location_id)}",
+                          order_id=r.order_id, sku=r.sku, location_id=r.location_id,
+                          quantity=r.quantity, expires_at=r.expires_at)
+                        for r in ordered
+                    ])
+                except Exception as exc:
+                    if not _is_unique_violation(exc):
+                        raise
+                    await tx.rollback()
+                    raise InProgress("a checkout for this order is already holding stock; "
+                                     "retry in a moment", order_id=first.order_id) from exc
                 all_events = events + [_low_stock_event(level, market, ordered[0]) for level in low]
                 if all_events:
                     await self._write_events(all_events)
@@ -426,10 +480,11 @@ class SqlStore(Store):
         return O(id=order.id, cart_id=order.cart_id, customer_id=order.customer_id,
                  market=order.market, status=order.status, created_at=order.created_at,
                  payment_due_at=order.payment_due_at if order.status == "pending_payment"
-                 else None, version=order.version, doc=_doc(order))
+                 else None, version=order.version, doc=_doc(order), email=order.email,
+                 card_fingerprint=order.card_fingerprint)
 
     async def place_order(self, order: Order, cart: Cart, expected_cart_version: int,
-                          events: list[Event]) -> None:
+                          events: list[Event], ledger: Sequence[LedgerEntry] = ()) -> None:
         O = self.t.order
         try:
             async with self._tx():
@@ -438,7 +493,9 @@ class SqlStore(Store):
                         f"cart {cart.id} changed during checkout; read it and check out again")
                 await O.insert(self._order_row(order))
                 await self._write_events(events)
-        except VersionConflict:
+                if ledger:  # points redeemed: debited with the order, or no order at all
+                    await self._apply_ledger(ledger)
+        except Conflict:  # VersionConflict, or a balance too low for the points redeemed
             raise
         except Exception as exc:
             if _is_unique_violation(exc):
@@ -508,6 +565,34 @@ class SqlStore(Store):
             (O.status == "pending_payment") & (O.payment_due_at < now)).limit(limit)
         return [_dec_order.decode(r["doc"]) for r in rows]
 
+    async def count_recent_orders(self, since: list[float], *, customer_id: str | None,
+                                  email: str | None,
+                                  card_fingerprint: str | None) -> list[dict[str, int]]:
+        keys = [(name, column, value) for name, column, value in (
+            ("customer", "customer_id", customer_id), ("email", "email", email),
+            ("card", "card_fingerprint", card_fingerprint)) if value is not None]
+        zero = [{"customer": 0, "email": 0, "card": 0} for _ in since]
+        if not since or not keys:
+            return zero
+        # one SELECT: a conditional sum per (window, key), over the rows of the widest
+        # window that match any key (each key column and created_at are indexed)
+        sums, args = [], []
+        for i, cut in enumerate(since):
+            for name, column, value in keys:
+                sums.append(f"COALESCE(SUM(CASE WHEN created_at >= {{}} AND {column} = {{}} "
+                            f"THEN 1 ELSE 0 END), 0) AS {name}_{i}")
+                args += [cut, value]
+        match = " OR ".join(f"{column} = {{}}" for _, column, _ in keys)
+        args += [min(since), *(value for _, _, value in keys)]
+        O = self.t.order
+        query = (f"SELECT {', '.join(sums)} FROM {O._meta.tablename} "
+                 f"WHERE created_at >= {{}} AND ({match})")
+        row = (await O.raw(query, *args))[0]
+        for i, counts in enumerate(zero):
+            for name, _, _ in keys:
+                counts[name] = int(row[f"{name}_{i}"] or 0)
+        return zero
+
     # customers -------------------------------------------------------------
     def _customer_row(self, customer: Customer) -> Any:
         return self.t.customer(id=customer.id, email=customer.email,
@@ -546,7 +631,77 @@ class SqlStore(Store):
             for cart in carts:
                 await C.update({C.doc: _doc(cart)}).where(C.id == cart.id)
             for order in orders:
-                await O.update({O.doc: _doc(order)}).where(O.id == order.id)
+                await O.update({O.doc: _doc(order), O.email: order.email,
+                                O.card_fingerprint: order.card_fingerprint}).where(
+                    O.id == order.id)
+
+    # loyalty ---------------------------------------------------------------
+    async def loyalty_account(self, customer_id: str) -> LoyaltyAccount:
+        A = self.t.loyalty_account
+        rows = await A.select(A.balance, A.lifetime_base).where(A.customer_id == customer_id)
+        if not rows:
+            return LoyaltyAccount(customer_id=customer_id)
+        return LoyaltyAccount(customer_id=customer_id, balance=int(rows[0]["balance"]),
+                              lifetime_base_points=int(rows[0]["lifetime_base"]))
+
+    async def loyalty_apply(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+        if not entries:
+            return []
+        async with self._tx():
+            return await self._apply_ledger(entries)
+
+    async def _apply_ledger(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+        """Inside a transaction: one INSERT of the new ledger rows (an id already there is
+        skipped), then one balance update per customer, conditioned on staying >= 0."""
+        L, A = self.t.loyalty_ledger, self.t.loyalty_account
+        unique: list[LedgerEntry] = []
+        for e in entries:  # an id named twice in one call counts once (the first)
+            if all(u.id != e.id for u in unique):
+                unique.append(e)
+        rows = await L.insert(*[
+            L(id=e.id, customer_id=e.customer_id, points=e.points, kind=e.kind,
+              order_id=e.order_id, market=e.market, at=e.at, base_points=e.base_points,
+              note=e.note)
+            for e in unique
+        ]).on_conflict(action="DO NOTHING").returning(L.id)
+        inserted = {r["id"] for r in rows}
+        applied = [e for e in unique if e.id in inserted]
+        moves: dict[str, list[int]] = {}
+        for e in applied:
+            move = moves.setdefault(e.customer_id, [0, 0])
+            move[0] += e.points
+            move[1] += e.base_points
+        table = A._meta.tablename
+        # a fixed order: two writers never wait on each other's accounts in a cycle
+        for customer_id, (points, base) in sorted(moves.items()):
+            if points >= 0:  # a credit: create the account or add to it, in one statement
+                await A.insert(A(customer_id=customer_id, balance=points, lifetime_base=base)
+                               ).on_conflict(target=A.customer_id, action="DO UPDATE", values=[
+                    (A.balance, QueryString(f'"{table}"."balance" + EXCLUDED."balance"')),
+                    (A.lifetime_base,
+                     QueryString(f'"{table}"."lifetime_base" + EXCLUDED."lifetime_base"')),
+                ])
+                continue
+            debited = await A.update({A.balance: A.balance + points,
+                                      A.lifetime_base: A.lifetime_base + base}).where(
+                (A.customer_id == customer_id) & WhereRaw("balance + {} >= 0", points)
+            ).returning(A.balance)
+            if not debited:
+                have = (await self.loyalty_account(customer_id)).balance
+                raise Conflict(
+                    f"customer {customer_id} has {have} loyalty points; "
+                    f"{-points} cannot be taken",
+                    errors=[{"field": "points", "message": f"the balance is {have} points"}],
+                    customer_id=customer_id, balance=have)
+        return applied
+
+    async def loyalty_ledger(self, customer_id: str) -> list[LedgerEntry]:
+        L = self.t.loyalty_ledger
+        rows = await L.select().where(L.customer_id == customer_id).order_by(L.at, L.id)
+        return [LedgerEntry(id=r["id"], customer_id=r["customer_id"], points=int(r["points"]),
+                            kind=r["kind"], order_id=r["order_id"], market=r["market"],
+                            at=r["at"], base_points=int(r["base_points"]), note=r["note"])
+                for r in rows]
 
     # outbox and idempotency --------------------------------------------------
     async def _write_events(self, events: list[Event]) -> None:

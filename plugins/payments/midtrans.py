@@ -35,13 +35,22 @@ has characters Midtrans does not allow:
 
 Notifications (``POST /webhooks/midtrans``, set as the Payment Notification URL):
 ``signature_key`` must equal ``sha512(order_id + status_code + gross_amount +
-server_key)`` (hex). ``settlement`` (and ``capture`` with ``fraud_status``
-accept) is payment.captured; ``deny``, ``cancel``, ``expire``, ``failure`` are
+server_key)`` (hex). That signature does not cover ``transaction_status`` nor
+``transaction_id``: a signed ``cancel`` (status_code 200, like ``settlement``)
+could be edited to say ``settlement``. So, as Midtrans recommends, a verified
+notification only names the order: the plugin then asks ``GET
+/v2/{order_id}/status`` and reads the transaction id, status, fraud status,
+amount and refunds from that answer, never from the posted body. A status call
+that fails (5xx, 401, timeout, no transaction) is a GatewayError: the kernel
+answers 502 and Midtrans sends the notification again later.
+``settlement`` (and ``capture`` with ``fraud_status`` accept) is
+payment.captured; ``deny``, ``cancel``, ``expire``, ``failure`` are
 payment.failed; ``refund``, ``partial_refund`` payment.refunded. ``pending``
 (sent right after the charge), ``authorize`` and ``capture`` under fraud review
-change nothing: the plugin answers None until the kernel has an "ignored" kind.
-The event id is ``transaction_id:transaction_status`` (plus the refund's key for
-refunds), so a repeated notification is applied once and a later status is new.
+change nothing: an "ignored" event (None while the kernel lacks that kind).
+The event id is ``transaction_id:transaction_status`` as Midtrans answered them
+(plus the refund's key for refunds), so a repeated notification is applied once,
+a later status is new, and editing the posted body cannot make a new id.
 
 Settings (``[markets.XX.plugins.midtrans]``):
 
@@ -364,28 +373,49 @@ class Midtrans(HttpGateway):
         if not hmac.compare_digest(expected.encode("ascii"),
                                    payload["signature_key"].lower().encode("utf-8")):
             raise WebhookRejected("midtrans: notification signature does not verify")
-        transaction_id, status = payload.get("transaction_id"), payload.get("transaction_status")
-        if not isinstance(transaction_id, str) or not isinstance(status, str):
-            raise WebhookRejected("midtrans: notification lacks transaction_id or "
-                                  "transaction_status")
+        order_id = payload["order_id"]
+        if not _ORDER_ID_RE.match(order_id):
+            raise WebhookRejected("midtrans: notification order_id is not one Niaga sends")
+        # The signature covers order_id, status_code and gross_amount only: whatever else
+        # the body says (transaction_status, transaction_id, fraud_status, refunds) could
+        # have been edited. Midtrans' answer for the order is what counts.
+        return self._notified(order_id, self._transaction(order_id))
+
+    def _transaction(self, order_id: str) -> dict[str, Any]:
+        """Midtrans' own record of ``order_id`` (GET status), or a GatewayError (retry)."""
+        code, answer = self._call("GET", self._order_path(order_id, "status"), "status")
+        if code.startswith("5") or code == "401":
+            raise self._failure("status", code, answer)
+        if not (isinstance(answer.get("transaction_id"), str)
+                and isinstance(answer.get("transaction_status"), str)):
+            raise self._failure("status", code, answer)  # 404: no such transaction, ...
+        if answer.get("order_id", order_id) != order_id:
+            raise GatewayError("midtrans: status answered for another order id",
+                               gateway=self.name)
+        return answer
+
+    def _notified(self, order_id: str, answer: dict[str, Any]) -> WebhookEvent | None:
+        """The event for a verified notification, from Midtrans' status ``answer``."""
+        transaction_id, status = answer["transaction_id"], answer["transaction_status"]
         event_id = f"{transaction_id}:{status}"
-        detail = {"transaction_status": status, "payment_type": payload.get("payment_type"),
-                  "status_code": payload["status_code"]}
+        detail = {"transaction_status": status, "payment_type": answer.get("payment_type"),
+                  "status_code": _str(answer.get("status_code"))}
         kind = STATUS_KINDS.get(status)
         if status == "capture":
-            kind = CAPTURED if payload.get("fraud_status") == "accept" else None
-            detail["fraud_status"] = payload.get("fraud_status")
+            kind = CAPTURED if answer.get("fraud_status") == "accept" else None
+            detail["fraud_status"] = answer.get("fraud_status")
         if kind is None:
             return ignored(event_id, detail)
         try:
             if kind == REFUNDED:
-                amount, refund_id = _refunded(payload)
+                amount, refund_id = _refunded(answer)
                 event_id += f":{refund_id}"
             else:
-                amount = _idr(payload["gross_amount"])
+                amount = _idr(answer.get("gross_amount"))
         except (ValueError, MoneyError) as exc:
-            raise WebhookRejected(f"midtrans: bad notification amount: {exc}") from exc
-        return WebhookEvent(id=event_id, kind=kind, order_id=payload["order_id"],
+            raise GatewayError(f"midtrans: status: unexpected amount ({exc})",
+                               gateway=self.name) from exc
+        return WebhookEvent(id=event_id, kind=kind, order_id=order_id,
                             reference=transaction_id, amount=amount, detail=detail)
 
 
@@ -394,7 +424,7 @@ def _str(value: Any) -> str | None:
 
 
 def _refunded(payload: dict[str, Any]) -> tuple[Money | None, str]:
-    """(total refunded, an id for this refund) from a refund notification."""
+    """(total refunded, an id for this refund) from a refunded transaction's status."""
     refunds = payload.get("refunds")
     if isinstance(refunds, list) and refunds and all(isinstance(r, dict) for r in refunds):
         total = sum((_idr(r.get("refund_amount")) for r in refunds), Money.zero("IDR"))

@@ -70,13 +70,16 @@ def catalog_product(sku: str) -> dict[str, Any]:
 def seeded_stock(sku: str, market: str) -> dict[str, int]:
     """location id -> on_hand as the demo seeds it, for the market's locations.
 
-    The demo seeds a stock row only where a location serves a market the product is priced in.
+    The demo seeds a stock row only where a location serves a market the product is priced in,
+    or where the product's stock table names the location.
     """
     cat = catalog_toml()
     product = catalog_product(sku)
     default = cat["demo"]["default_on_hand"]
-    return {loc["id"]: (product.get("stock", {}).get(loc["id"], default)
-                        if any(m in product["prices"] for m in loc["markets"]) else 0)
+    overrides = product.get("stock", {})
+    return {loc["id"]: (overrides.get(loc["id"], default)
+                        if any(m in product["prices"] for m in loc["markets"])
+                        or loc["id"] in overrides else 0)
             for loc in cat["locations"] if market in loc["markets"]}
 
 

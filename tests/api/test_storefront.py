@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 from .helpers import (
     DIGITS,
     assert_money,
     assert_problem,
     availability,
+    catalog_product,
     catalog_toml,
+    fmt,
     markets_toml,
     seeded_stock,
 )
@@ -84,29 +88,70 @@ def test_japanese_yen_amounts_have_no_decimal_point(client):
         assert p["name"] == expected[p["sku"]]["names"]["ja-JP"]
 
 
+def _converted(market: str) -> dict[str, str]:
+    """sku -> the amount the market's fx plugin converts an unpriced product to, computed
+    here from the markets file (exact fractions, the market's rounding mode)."""
+    conf = markets_toml()[market]
+    fx = conf["plugins"].get("fx")
+    if fx is None:
+        return {}
+    base_market = fx["base_market"]
+    currency = conf["currency"]
+    rate = Fraction(Decimal(fx["rates"][currency])) * (100 + Fraction(
+        Decimal(fx.get("markup_percent", "0")))) / 100
+    half_even = conf.get("money", {}).get("rounding_mode") == "half-even"
+    out = {}
+    for sku, p in _priced_in(base_market).items():
+        if market in p["prices"]:
+            continue
+        base = Fraction(Decimal(p["prices"][base_market]))  # major units
+        exact = base * rate * 10 ** DIGITS[currency]
+        amount = round(exact) if half_even else int(exact + Fraction(1, 2))
+        out[sku] = fmt(amount, currency)
+    return out
+
+
 def test_other_markets_price_in_their_currency(client):
     for market, locale in (("DE", "de-DE"), ("US", "en-US")):
         currency = markets_toml()[market]["currency"]
         r = client.get("/products", params={"market": market, "locale": locale})
         assert r.status_code == 200
         expected = _priced_in(market)
-        assert {p["sku"] for p in r.json()} == set(expected)
+        converted = _converted(market)
+        assert {p["sku"] for p in r.json()} == set(expected) | set(converted)
         for p in r.json():
             assert_money(p["price"], currency)
-            assert p["price"]["amount"] == _expected_amount(
-                expected[p["sku"]]["prices"][market], currency)
-            assert p["name"] == expected[p["sku"]]["names"][locale]
+            assert p["name"] == catalog_product(p["sku"])["names"][locale]
+            if p["sku"] in converted:
+                assert p["price"]["amount"] == converted[p["sku"]]
+            else:
+                assert p["price"]["amount"] == _expected_amount(
+                    expected[p["sku"]]["prices"][market], currency)
 
 
-def test_a_product_without_a_us_price_is_not_sold_in_the_us(client):
+def test_a_product_without_a_us_price_is_sold_in_the_us_converted_from_its_id_price(
+        client, admin_headers):
     unpriced = [p["sku"] for p in catalog_toml()["products"] if "US" not in p["prices"]]
     assert "SAMBAL-MATAH-JAR" in unpriced
-    listed = {p["sku"] for p in client.get("/products", params={"market": "US"}).json()}
+    converted = _converted("US")
+    assert set(unpriced) == set(converted)  # the demo's fx converts every one of them
+    assert converted["SAMBAL-MATAH-JAR"] == "2.46"  # IDR 39,000 x 0.000063 = 2.457, half-up
+    listed = {p["sku"]: p for p in client.get("/products", params={"market": "US"}).json()}
     for sku in unpriced:
-        assert sku not in listed
-        assert_problem(client.get(f"/products/{sku}", params={"market": "US"}), 404)
-        # ...while it is sold where it has a price
-        assert client.get(f"/products/{sku}", params={"market": "ID"}).status_code == 200
+        assert listed[sku]["price"] == {**listed[sku]["price"], "amount": converted[sku],
+                                        "currency": "USD"}
+        one = client.get(f"/products/{sku}", params={"market": "US"})
+        assert one.status_code == 200 and one.json()["price"]["amount"] == converted[sku]
+    # a product with neither a US price nor an ID (base) price is still not sold in the US
+    r = client.put("/admin/products/ONLY-IN-DE", headers=admin_headers,
+                   json={"names": {"en-US": "Only in Germany"},
+                         "prices": {"DE": {"amount": "5.00", "currency": "EUR"}}})
+    assert r.status_code in (200, 201), r.text
+    assert "ONLY-IN-DE" not in {p["sku"] for p in
+                                client.get("/products", params={"market": "US"}).json()}
+    assert_problem(client.get("/products/ONLY-IN-DE", params={"market": "US"}), 404)
+    assert_problem(client.get("/products/ONLY-IN-DE", params={"market": "ID"}), 404)
+    assert client.get("/products/ONLY-IN-DE", params={"market": "DE"}).status_code == 200
 
 
 def test_unknown_product_is_404(client):

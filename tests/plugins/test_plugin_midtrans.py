@@ -5,7 +5,7 @@ bodies in Midtrans' documented charge / cancel / refund / status / notification
 shapes), served by an ``httpx.MockTransport`` that first asserts what the plugin
 sent: method, URL, Basic auth with the server key, the JSON body (``gross_amount``
 in whole rupiah) and the ``Idempotency-Key``. Notifications are signed here with
-the test server key.
+the test server key; each verified one is confirmed with a GET status call.
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ class Gateway:
         self.seen: list[tuple[httpx.Request, object]] = []
 
     def expect(self, method: str, path: str, answer, *, body: object = None,
-               key: bool = True) -> None:
-        self.script.append((method, path, answer, body, key))
+               key: bool = True, edit: dict | None = None) -> None:
+        """Answer the next request with recording ``answer`` (its body updated with
+        ``edit``), or raise ``answer`` when it is an httpx exception class."""
+        self.script.append((method, path, answer, body, key, edit or {}))
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert self.script, f"unexpected request {request.method} {request.url}"
-        method, path, answer, body, key = self.script.pop(0)
+        method, path, answer, body, key, edit = self.script.pop(0)
         assert (request.method, request.url.scheme, request.url.host, request.url.path) == (
             method, "https", self.host, path)
         basic = base64.b64encode(f"{SERVER_KEY}:".encode()).decode()
@@ -68,7 +70,8 @@ class Gateway:
         if isinstance(answer, type) and issubclass(answer, Exception):
             raise answer("simulated", request=request)
         rec = recording(answer)
-        return httpx.Response(rec["status"], json=rec["body"], headers=rec["headers"])
+        return httpx.Response(rec["status"], json={**rec["body"], **edit},
+                              headers=rec["headers"])
 
 
 @pytest.fixture(autouse=True)
@@ -354,6 +357,9 @@ def test_an_order_id_midtrans_cannot_take_never_reaches_a_url(midtrans, gateway)
 
 
 # -- notifications -----------------------------------------------------------------------------
+#
+# Midtrans signs order_id + status_code + gross_amount only, so a verified notification just
+# names the order: the plugin asks GET /v2/{order_id}/status and believes that answer.
 
 
 def notification(name: str, key: str = SERVER_KEY, **over) -> bytes:
@@ -363,13 +369,27 @@ def notification(name: str, key: str = SERVER_KEY, **over) -> bytes:
     return json.dumps(payload).encode()
 
 
-def test_settlement_is_payment_captured(midtrans):
+def edited(body: bytes, **over) -> bytes:
+    """A signed notification with unsigned fields changed: its signature still verifies."""
+    return json.dumps({**json.loads(body), **over}).encode()
+
+
+def status(gateway: Gateway, answer, **edit) -> None:
+    gateway.expect("GET", f"/v2/{ORDER}/status", answer, key=False, edit=edit)
+
+
+def test_settlement_is_payment_captured(midtrans, gateway):
+    status(gateway, "status_settlement")
     event = midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
     assert (event.id, event.kind, event.order_id, event.reference, event.amount) == (
         f"{TX}:settlement", "payment.captured", ORDER, TX, AMOUNT)
+    [(sent, _)] = gateway.seen
+    assert sent.content == b"" and "Idempotency-Key" not in sent.headers
 
 
-def test_a_replay_has_the_same_id_and_a_later_status_a_new_one(midtrans):
+def test_a_replay_has_the_same_id_and_a_later_status_a_new_one(midtrans, gateway):
+    for answer in ("status_settlement", "status_settlement", "status_partial_refund"):
+        status(gateway, answer)
     first = midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
     again = midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
     refund = midtrans.niaga_webhook_parse("midtrans", {}, notification("partial_refund"))
@@ -377,30 +397,110 @@ def test_a_replay_has_the_same_id_and_a_later_status_a_new_one(midtrans):
     assert refund.id != first.id
 
 
-def test_expire_is_payment_failed(midtrans):
+def test_expire_is_payment_failed(midtrans, gateway):
+    status(gateway, "status_expire")  # Midtrans answers status_code 407 for an expired one
     event = midtrans.niaga_webhook_parse("midtrans", {}, notification("expire"))
     assert (event.id, event.kind, event.order_id) == (f"{TX}:expire", "payment.failed", ORDER)
 
 
-def test_a_partial_refund_is_payment_refunded_once_per_refund(midtrans):
+def test_a_partial_refund_is_payment_refunded_once_per_refund(midtrans, gateway):
+    status(gateway, "status_partial_refund")
     event = midtrans.niaga_webhook_parse("midtrans", {}, notification("partial_refund"))
     assert (event.kind, event.amount) == ("payment.refunded", Money(5_000_000, "IDR"))
     assert event.id == f"{TX}:partial_refund:niaga-r1"
 
 
-@pytest.mark.parametrize(("fraud", "kind"), [("accept", "payment.captured"), ("challenge", None)])
-def test_a_card_capture_counts_only_when_fraud_screening_accepts(midtrans, fraud, kind):
-    body = notification("settlement", transaction_status="capture", fraud_status=fraud)
+@pytest.mark.parametrize(("fraud", "kind"), [("accept", "payment.captured"),
+                                           ("challenge", "ignored")])
+def test_a_card_capture_counts_only_when_fraud_screening_accepts(midtrans, gateway, fraud, kind):
+    status(gateway, "status_capture", fraud_status=fraud)
+    # the posted fraud_status is not signed: only Midtrans' answer counts
+    body = notification("settlement", transaction_status="capture", fraud_status="accept")
     event = midtrans.niaga_webhook_parse("midtrans", {}, body)
-    assert (event.kind if event else None) == kind
+    assert (event.id, event.kind) == (f"{TX}:capture", kind)
 
 
-def test_pending_changes_nothing(midtrans, monkeypatch):
+def test_pending_changes_nothing(midtrans, gateway, monkeypatch):
     body = notification("pending")
-    assert midtrans.niaga_webhook_parse("midtrans", {}, body) is None
-    monkeypatch.setattr(_http, "IGNORED_KIND", True)  # once the kernel has the kind
+    status(gateway, "status_pending")
     event = midtrans.niaga_webhook_parse("midtrans", {}, body)
     assert (event.id, event.kind, event.order_id) == (f"{TX}:pending", "ignored", None)
+    monkeypatch.setattr(_http, "IGNORED_KIND", False)  # a kernel without the kind
+    status(gateway, "status_pending")
+    assert midtrans.niaga_webhook_parse("midtrans", {}, body) is None
+
+
+@pytest.mark.parametrize(("truth", "kind"), [("status_cancel", "payment.failed"),
+                                             ("status_pending", "ignored")])
+def test_a_cancel_edited_to_settlement_is_never_captured(midtrans, gateway, truth, kind):
+    """A signed cancel (status_code 200, like a settlement) edited to say settlement still
+    verifies; Midtrans' own status decides."""
+    cancel = notification("settlement", transaction_status="cancel")
+    forged = edited(cancel, transaction_status="settlement", fraud_status="accept")
+    status(gateway, truth)
+    event = midtrans.niaga_webhook_parse("midtrans", {}, forged)
+    assert event.kind == kind != "payment.captured"
+    assert event.id == f"{TX}:{recording(truth)['body']['transaction_status']}"
+    assert event.detail["transaction_status"] != "settlement"
+
+
+def test_an_edited_transaction_id_cannot_make_a_new_event(midtrans, gateway):
+    genuine = notification("settlement")
+    status(gateway, "status_settlement")
+    first = midtrans.niaga_webhook_parse("midtrans", {}, genuine)
+    for other in ("0b9c7e2d-1111-4222-8333-444455556666", f"{TX}x", ""):
+        status(gateway, "status_settlement")
+        event = midtrans.niaga_webhook_parse("midtrans", {}, edited(genuine, transaction_id=other))
+        assert event == first and (event.id, event.reference) == (f"{TX}:settlement", TX)
+    # nor can one without a transaction id or status: the body only names the order
+    status(gateway, "status_settlement")
+    bare = {k: v for k, v in json.loads(genuine).items()
+            if k not in ("transaction_id", "transaction_status")}
+    assert midtrans.niaga_webhook_parse("midtrans", {}, json.dumps(bare).encode()) == first
+
+
+def test_an_edited_refund_cannot_make_a_new_event(midtrans, gateway):
+    body = notification("partial_refund")
+    refunds = [{**json.loads(body)["refunds"][0], "refund_key": "forged", "refund_amount":
+                "150000.00"}]
+    status(gateway, "status_partial_refund")
+    event = midtrans.niaga_webhook_parse("midtrans", {}, edited(body, refunds=refunds,
+                                                                refund_amount="150000.00"))
+    assert (event.id, event.amount) == (f"{TX}:partial_refund:niaga-r1", Money(5_000_000, "IDR"))
+
+
+@pytest.mark.parametrize(("answer", "needle"), [
+    ("error_server", "Please retry. (status 500)"),
+    ("error_unauthorized", "authentication failed; check the server_key"),
+    ("error_not_found", "Transaction doesn't exist. (status 404)"),
+    (httpx.ReadTimeout, "status timed out after 10s"),
+    (httpx.ConnectError, "network error"),
+])
+def test_a_failed_status_call_is_a_gateway_error_so_midtrans_retries(midtrans, gateway, answer,
+                                                                      needle):
+    status(gateway, answer)
+    with pytest.raises(GatewayError, match=r"^midtrans: status") as err:
+        midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
+    assert needle in str(err.value)
+    assert SERVER_KEY not in repr(err.value)
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"order_id": "ord-id-2"}, "status answered for another order id"),
+    ({"gross_amount": "150000.005"}, "status: unexpected amount"),
+    ({"transaction_status": None}, "status failed"),
+])
+def test_an_odd_status_answer_is_a_gateway_error(midtrans, gateway, edit, needle):
+    status(gateway, "status_settlement", **edit)
+    with pytest.raises(GatewayError, match=needle):
+        midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
+
+
+def test_the_status_call_logs_no_server_key(midtrans, gateway, caplog):
+    status(gateway, "status_settlement")
+    midtrans.niaga_webhook_parse("midtrans", {}, notification("settlement"))
+    assert f"midtrans GET /v2/{ORDER}/status -> HTTP 200" in caplog.text
+    assert SERVER_KEY not in caplog.text  # and the autouse guard checks every record
 
 
 @pytest.mark.parametrize(("body", "reason"), [
@@ -414,14 +514,14 @@ def test_pending_changes_nothing(midtrans, monkeypatch):
                          if k != "signature_key"}).encode(), "lacks signature_key"),
     (lambda: b"order_id=1", "bad notification body"),
     (lambda: b"[1]", "not a JSON object"),
-    (lambda: notification("settlement", transaction_id=None), "lacks transaction_id"),
-    (lambda: notification("settlement", gross_amount="150000.005"), "bad notification amount"),
+    (lambda: notification("settlement", order_id="../charge"), "order_id is not one Niaga"),
 ])
-def test_notifications_that_do_not_verify_are_rejected(midtrans, body, reason):
+def test_notifications_that_do_not_verify_are_rejected(midtrans, gateway, body, reason):
     with pytest.raises(WebhookRejected, match=reason) as err:
         midtrans.niaga_webhook_parse("midtrans", {}, body())
     assert str(err.value).startswith("midtrans: ")
     assert SERVER_KEY not in str(err.value)
+    assert gateway.seen == []  # nothing unverified reaches Midtrans
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ ENTRY_POINTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["
 ]
 FAMILIES = {"vat": "tax", "us-sales-tax": "tax", "testpay": "payment",
             "bank-transfer": "payment", "flat-rate": "carrier", "store-pickup": "carrier",
-            "cod": "payment", "weight-table": "carrier", "local-courier": "carrier"}
+            "cod": "payment", "weight-table": "carrier", "local-courier": "carrier",
+            "stripe": "payment", "midtrans": "payment", "points": "loyalty",
+            "risk-rules": "risk", "fx": "localisation"}
 
 
 def load(target: str):

@@ -173,3 +173,36 @@ def test_rounding_modes_are_within_half_and_agree_off_ties(num, den):
     else:
         assert even % 2 == 0
         assert abs(up) > abs(value)  # half-up rounds ties away from zero
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2_000_000), st.integers(1, 9)), min_size=1, max_size=5),
+       st.integers(0, 100_000), st.sampled_from(["half-up", "half-even"]), st.booleans())
+def test_cash_rounding_leaves_its_remainder_as_an_adjustment(lines, cart_wide, mode, included):
+    """IDR to Rp 100: the total lands on the cash step; the remainder is its own adjustment."""
+    market = make_market(
+        "XX", currency="IDR", prices_include_tax=included, countries=["XX"],
+        money={"rounding_mode": mode, "cash_rounding": "100"},
+        plugins={"vat": {"rates": {"standard": "11"}},
+                 "test-discounts": {"cart_wide": cart_wide}})
+    plugins = make_plugins(market, extra={"vat": VatTax, "test-discounts": SomeDiscounts},
+                           discover=False)
+    zero = Money.zero("IDR")
+    cart = empty_cart("c", "XX", "web", "IDR", include_tax=included, customer_id=None, now=0)
+    products = {}
+    for i, (price, qty) in enumerate(lines):
+        products[f"S{i}"] = Product(sku=f"S{i}", names={"en-US": "x"},
+                                    prices={"XX": Money(price, "IDR")})
+        cart.lines.append(Line(id=f"l{i}", sku=f"S{i}", name="x", quantity=qty, unit_price=zero,
+                               subtotal=zero, discount=zero, tax=zero, total=zero))
+    price_cart(cart, market, products, plugins)
+    assert market.policy.cash_rounding == 10_000  # Rp 100 in minor units
+    assert cart.total.amount % 10_000 == 0
+    before = cart.subtotal.amount - cart.discount_total.amount + (
+        0 if included else cart.tax_total.amount)
+    rounding = [a for a in cart.adjustments if a.kind == "rounding"]
+    remainder = sum(a.amount.amount for a in rounding)
+    assert cart.total.amount == before + remainder
+    assert abs(remainder) <= 5_000  # never more than half a step
+    assert all(a.source == "kernel:cash-rounding" for a in rounding)
+    assert (remainder == 0) == (before % 10_000 == 0) == (not rounding)

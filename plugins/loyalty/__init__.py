@@ -1,0 +1,1 @@
+"""Loyalty plugins: ``points`` (earn per currency unit, tiers, redeem as a discount)."""

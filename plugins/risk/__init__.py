@@ -1,0 +1,1 @@
+"""Risk plugins: ``risk-rules`` (order value, velocity, country mismatch)."""
