@@ -15,7 +15,6 @@ import hashlib
 import logging
 import re
 import threading
-import typing
 from typing import Any
 
 import httpx
@@ -46,25 +45,10 @@ def derived_key(prefix: str, key: str, limit: int, allowed: str = r"[A-Za-z0-9_-
     return prefix + hashlib.sha256(key.encode("utf-8")).hexdigest()[: limit - len(prefix)]
 
 
-def _kernel_has_ignored_kind() -> bool:
-    try:
-        kind = typing.get_type_hints(WebhookEvent)["kind"]
-    except Exception:  # pragma: no cover - the kernel's annotations always resolve
-        return False
-    return "ignored" in typing.get_args(kind)
-
-
-# Whether the kernel's WebhookEvent accepts kind="ignored" (a verified notification that
-# changes nothing, answered 200 so the gateway stops retrying). Until it does, plugins
-# answer None for those, which the kernel turns into a 400.
-IGNORED_KIND = _kernel_has_ignored_kind()
-
-
-def ignored(event_id: str, detail: dict[str, Any]) -> WebhookEvent | None:
-    """A verified, well-formed notification that is no state change for an order."""
-    if not IGNORED_KIND:
-        return None
-    return WebhookEvent(id=event_id, kind="ignored", detail=detail)  # type: ignore[arg-type]
+def ignored(event_id: str, detail: dict[str, Any]) -> WebhookEvent:
+    """A verified, well-formed notification that is no state change for an order: the
+    kernel answers 2xx so the gateway stops retrying, and changes nothing."""
+    return WebhookEvent(id=event_id, kind="ignored", detail=detail)
 
 
 class HttpGateway:

@@ -23,7 +23,6 @@ from kernel.errors import ConfigError, GatewayError, ValidationError
 from kernel.money import Money
 from kernel.payments import PaymentOperation, PaymentRequest, WebhookRejected
 from kernel.testing import check_plugin_conformance
-from plugins.payments import _http
 from plugins.payments.midtrans import Midtrans, rupiah, signature
 
 RECORDINGS = Path(__file__).parent / "recordings" / "midtrans"
@@ -420,14 +419,11 @@ def test_a_card_capture_counts_only_when_fraud_screening_accepts(midtrans, gatew
     assert (event.id, event.kind) == (f"{TX}:capture", kind)
 
 
-def test_pending_changes_nothing(midtrans, gateway, monkeypatch):
+def test_pending_changes_nothing(midtrans, gateway):
     body = notification("pending")
     status(gateway, "status_pending")
     event = midtrans.niaga_webhook_parse("midtrans", {}, body)
     assert (event.id, event.kind, event.order_id) == (f"{TX}:pending", "ignored", None)
-    monkeypatch.setattr(_http, "IGNORED_KIND", False)  # a kernel without the kind
-    status(gateway, "status_pending")
-    assert midtrans.niaga_webhook_parse("midtrans", {}, body) is None
 
 
 @pytest.mark.parametrize(("truth", "kind"), [("status_cancel", "payment.failed"),
