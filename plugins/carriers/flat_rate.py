@@ -15,12 +15,11 @@ booking the same fulfilment twice gives the same number.
 
 from __future__ import annotations
 
-import hashlib
-
 import msgspec
 
 from kernel import Market, Money, hookimpl
-from kernel.delivery import DeliveryContext, DeliveryOption, Shipment, TrackingStatus
+from kernel.delivery import DeliveryContext, DeliveryOption
+from plugins.carriers._booking import OfflineBooking
 
 
 class OptionConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,9 +28,10 @@ class OptionConfig(msgspec.Struct, forbid_unknown_fields=True):
     price: str
 
 
-class FlatRate:
+class FlatRate(OfflineBooking):
     name = "flat-rate"
     family = "carrier"
+    tracking_prefix = "FR"
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         options: list[OptionConfig]
@@ -83,17 +83,3 @@ class FlatRate:
             for opt in self.config.options
         ]
 
-    @hookimpl
-    def niaga_create_shipment(self, carrier: str, order, fulfillment) -> Shipment | None:
-        if carrier != self.name:
-            return None
-        seed = f"{order.id}:{fulfillment.id}".encode()
-        number = "FR" + hashlib.sha256(seed).hexdigest()[:10].upper()
-        return Shipment(carrier=self.name, tracking_number=number)
-
-    @hookimpl
-    def niaga_track_shipment(self, carrier: str, tracking_number: str) -> TrackingStatus | None:
-        if carrier != self.name:
-            return None
-        return TrackingStatus(carrier=self.name, tracking_number=tracking_number,
-                              status="label_created")

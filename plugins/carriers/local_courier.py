@@ -29,15 +29,15 @@ Shipments get a courier reference ("LC-…") derived from the order and fulfilme
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
 import msgspec
 
 from kernel import Market, Money, hookimpl
 from kernel.catalog import Location
-from kernel.delivery import DeliveryContext, DeliveryOption, Shipment, TrackingStatus
+from kernel.delivery import DeliveryContext, DeliveryOption
 from kernel.inventory import available
+from plugins.carriers._booking import OfflineBooking
 
 
 def _norm(text: str | None) -> str:
@@ -49,9 +49,12 @@ def _fields(loc: Location) -> dict[str, str]:
             "id": loc.id}
 
 
-class LocalCourier:
+class LocalCourier(OfflineBooking):
     name = "local-courier"
     family = "carrier"
+    tracking_prefix = "LC-"
+    tracking_digits = 8
+    tracking_status = "in_transit"
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         price: str
@@ -108,17 +111,3 @@ class LocalCourier:
             and all(available(context.stock, sku, loc.id) >= qty for sku, qty in needs.items())
         ]
 
-    @hookimpl
-    def niaga_create_shipment(self, carrier: str, order, fulfillment) -> Shipment | None:
-        if carrier != self.name:
-            return None
-        seed = f"{order.id}:{fulfillment.id}".encode()
-        return Shipment(carrier=self.name,
-                        tracking_number="LC-" + hashlib.sha256(seed).hexdigest()[:8].upper())
-
-    @hookimpl
-    def niaga_track_shipment(self, carrier: str, tracking_number: str) -> TrackingStatus | None:
-        if carrier != self.name:
-            return None
-        return TrackingStatus(carrier=self.name, tracking_number=tracking_number,
-                              status="in_transit")

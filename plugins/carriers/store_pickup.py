@@ -12,23 +12,25 @@ Settings (``[markets.XX.plugins.store-pickup]``), all optional:
 
 from __future__ import annotations
 
-import hashlib
-
 import msgspec
 
 from kernel import Market, Money, hookimpl
 from kernel.catalog import Location
-from kernel.delivery import DeliveryContext, DeliveryOption, Shipment, TrackingStatus
+from kernel.delivery import DeliveryContext, DeliveryOption
 from kernel.inventory import available
+from plugins.carriers._booking import OfflineBooking
 
 
 def _fields(loc: Location) -> dict[str, str]:
     return {"name": loc.name, "city": loc.city or loc.name, "id": loc.id}
 
 
-class StorePickup:
+class StorePickup(OfflineBooking):
     name = "store-pickup"
     family = "carrier"
+    tracking_prefix = "PU-"
+    tracking_digits = 6
+    tracking_status = "ready_for_pickup"
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         label: str = "Pick up in store: {name}"
@@ -66,17 +68,3 @@ class StorePickup:
             and all(available(context.stock, sku, loc.id) >= qty for sku, qty in needs.items())
         ]
 
-    @hookimpl
-    def niaga_create_shipment(self, carrier: str, order, fulfillment) -> Shipment | None:
-        if carrier != self.name:
-            return None
-        seed = f"{order.id}:{fulfillment.id}".encode()
-        code = "PU-" + hashlib.sha256(seed).hexdigest()[:6].upper()
-        return Shipment(carrier=self.name, tracking_number=code)
-
-    @hookimpl
-    def niaga_track_shipment(self, carrier: str, tracking_number: str) -> TrackingStatus | None:
-        if carrier != self.name:
-            return None
-        return TrackingStatus(carrier=self.name, tracking_number=tracking_number,
-                              status="ready_for_pickup")

@@ -49,13 +49,12 @@ so booking the same fulfilment twice gives the same number.
 
 from __future__ import annotations
 
-import hashlib
-
 import msgspec
 
 from kernel import Market, Money, hookimpl
 from kernel.cart import Address
-from kernel.delivery import DeliveryContext, DeliveryOption, Shipment, TrackingStatus
+from kernel.delivery import DeliveryContext, DeliveryOption
+from plugins.carriers._booking import OfflineBooking
 
 ANYWHERE = "*"
 Zone = tuple[str, frozenset[str], tuple[str, ...]]  # name, region names, postal prefixes
@@ -71,9 +70,10 @@ def _postal(text: str) -> str:
     return "".join(text.split()).upper()
 
 
-class WeightTable:
+class WeightTable(OfflineBooking):
     name = "weight-table"
     family = "carrier"
+    tracking_prefix = "WT"
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         zones: dict[str, list[str]]
@@ -207,17 +207,3 @@ class WeightTable:
         return [DeliveryOption(id=f"{self.name}:{self.config.id}", kind="ship",
                                carrier=self.name, label=self.config.label, price=price)]
 
-    @hookimpl
-    def niaga_create_shipment(self, carrier: str, order, fulfillment) -> Shipment | None:
-        if carrier != self.name:
-            return None
-        seed = f"{order.id}:{fulfillment.id}".encode()
-        number = "WT" + hashlib.sha256(seed).hexdigest()[:10].upper()
-        return Shipment(carrier=self.name, tracking_number=number)
-
-    @hookimpl
-    def niaga_track_shipment(self, carrier: str, tracking_number: str) -> TrackingStatus | None:
-        if carrier != self.name:
-            return None
-        return TrackingStatus(carrier=self.name, tracking_number=tracking_number,
-                              status="label_created")
