@@ -258,8 +258,14 @@ def niaga_loyalty_tier(lifetime_base_points: int, market: Market) -> dict[str, A
 
 
 @hookspec(firstresult=True)
-def niaga_convert_price(product: Product, market: Market) -> ConvertedPrice | Money | None:
+def niaga_convert_price(
+    product: Product, market: Market, rates: dict[str, dict[str, str]]
+) -> ConvertedPrice | Money | None:
     """first result: a price for a product that has none in this market (currency conversion).
+
+    ``rates`` are the rates the merchant set through ``PUT /admin/fx/rates``, shared by
+    every process through the store: ``{base currency: {currency: rate}}``; they are
+    fresher than any rate table in the plugin's settings.
 
     Return a :class:`kernel.catalog.ConvertedPrice` to have the rate snapshot
     (base price, rate, source) kept on the cart line and the order line, or a

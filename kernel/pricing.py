@@ -24,7 +24,8 @@ log = logging.getLogger("niaga.pricing")
 
 
 def unit_price(product: Product, market: Market, plugins: MarketPlugins,
-               line: Line | None = None) -> Money | None:
+               line: Line | None = None,
+               rates: dict[str, dict[str, str]] | None = None) -> Money | None:
     """The catalog price in this market, else a converted one (localisation plugins).
     Given a cart ``line``, keeps the conversion's rate snapshot on it (``line.fx``)."""
     from kernel.catalog import ConvertedPrice
@@ -32,7 +33,8 @@ def unit_price(product: Product, market: Market, plugins: MarketPlugins,
     price = product.price_in(market.code)
     fx = None
     if price is None:
-        price = plugins.first("niaga_convert_price", product=product, market=market)
+        price = plugins.first("niaga_convert_price", product=product, market=market,
+                              rates=rates or {})
         if isinstance(price, ConvertedPrice):
             fx, price = price.snapshot(), price.price
     if line is not None:
@@ -48,6 +50,7 @@ def price_cart(
     products: dict[str, Product],
     plugins: MarketPlugins,
     pickup_location: Location | None = None,
+    rates: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
     """Re-price ``cart`` in place. Returns the SKUs dropped (deleted or no longer sold here)."""
     cur = cart.currency
@@ -57,7 +60,7 @@ def price_cart(
     locale = market.default_locale
     for line in cart.lines:
         product = products.get(line.sku)
-        base = unit_price(product, market, plugins, line) if product else None
+        base = unit_price(product, market, plugins, line, rates) if product else None
         if product is None or base is None:
             dropped.append(line.sku)
             continue

@@ -32,6 +32,7 @@ class Niaga:
         self.plugins = build_market_plugins(markets, self.registry)
         self.clock = clock
         self._locations: tuple[float, list[Location]] | None = None
+        self._fx: tuple[float, dict[str, dict[str, str]]] | None = None
         from kernel.services.events import Dispatcher
 
         self.dispatcher = Dispatcher(self)
@@ -55,6 +56,17 @@ class Niaga:
 
     def forget_locations(self) -> None:
         self._locations = None
+
+    async def fx_rates(self) -> dict[str, dict[str, str]]:
+        """Admin-set exchange rates, re-read as often as locations (every process agrees
+        within that time)."""
+        now = time.monotonic()
+        if self._fx is None or now - self._fx[0] > LOCATION_TTL_S:
+            self._fx = (now, await self.store.fx_rates())
+        return self._fx[1]
+
+    def forget_fx_rates(self) -> None:
+        self._fx = None
 
     async def offload(self, fn: Callable[..., Any], /, *args: Any, market: str, plugin: str,
                       **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ from kernel.api.schemas import (
     CustomerCreate,
     CustomerTokenRead,
     FulfillmentCreate,
+    FxRatesUpdate,
     MarkPaid,
     OrderRead,
     PluginRead,
@@ -157,6 +158,15 @@ class AdminController(Controller):
         body = {"lines": lines, "restock": data.restock}
         return order_read(await orders.return_lines(niaga, order_id, lines, data.restock, key,
                                                     request_hash(body)))
+
+    @get("/fx/rates")
+    async def fx_rates(self, niaga: Niaga) -> dict[str, dict[str, str]]:
+        return await niaga.store.fx_rates()
+
+    @put("/fx/rates")
+    async def put_fx_rates(self, niaga: Niaga, data: FxRatesUpdate) -> dict[str, dict[str, str]]:
+        await catalog.set_fx_rates(niaga, data.base, dict(data.rates))
+        return await niaga.store.fx_rates()
 
     @get("/plugins")
     async def plugins(self, niaga: Niaga) -> list[PluginRead]:

@@ -361,6 +361,12 @@ class AdminProductRead(Struct):
     attributes: dict[str, str]
 
 
+class FxRatesUpdate(Struct, forbid_unknown_fields=True):
+    base: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+    rates: Annotated[dict[Annotated[str, Meta(pattern=r"^[A-Z]{3}$")],
+                          Annotated[str, Meta(max_length=40)]], Meta(min_length=1, max_length=200)]
+
+
 class StockUpdate(Struct, forbid_unknown_fields=True):
     on_hand: Annotated[int, Meta(ge=0, le=1_000_000_000)]
 

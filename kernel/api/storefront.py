@@ -30,10 +30,10 @@ def market_read(market: Market, plugin_names: list[str]) -> MarketRead:
                       rounding_level=market.policy.rounding_level)
 
 
-def product_read(niaga: Niaga, product: Product, market: Market,
-                 locale: str | None) -> ProductRead | None:
+def product_read(niaga: Niaga, product: Product, market: Market, locale: str | None,
+                 rates: dict[str, dict[str, str]] | None = None) -> ProductRead | None:
     plugins = niaga.plugins_for(market.code)
-    price = unit_price(product, market, plugins)
+    price = unit_price(product, market, plugins, rates=rates)
     if price is None:
         return None
     loc = market.locale_for(locale)
@@ -58,14 +58,17 @@ class StorefrontController(Controller):
     async def products(self, niaga: Niaga, market: MarketParam,
                        locale: LocaleParam = None) -> list[ProductRead]:
         m = niaga.market(market)
-        reads = (product_read(niaga, p, m, locale) for p in await niaga.store.list_products())
+        rates = await niaga.fx_rates()
+        reads = (product_read(niaga, p, m, locale, rates)
+                 for p in await niaga.store.list_products())
         return [r for r in reads if r is not None]
 
     @get("/products/{sku:str}")
     async def product(self, niaga: Niaga, sku: str, market: MarketParam,
                       locale: LocaleParam = None) -> ProductRead:
         m = niaga.market(market)
-        read = product_read(niaga, await catalog.get_product(niaga, sku), m, locale)
+        read = product_read(niaga, await catalog.get_product(niaga, sku), m, locale,
+                            await niaga.fx_rates())
         if read is None:
             raise NotFound(f"{sku} is not sold in market {m.code}")
         return read

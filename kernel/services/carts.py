@@ -60,10 +60,11 @@ async def price_with(ctx: Niaga, cart: Cart, products: dict[str, Product]) -> li
     market = ctx.market(cart.market)
     plugins = ctx.plugins_for(cart.market)
     pickup = await pickup_location(ctx, cart)
+    rates = await ctx.fx_rates()
     if plugins.blocking:  # a tax service over the network: keep the event loop free
-        return await ctx.offload(price_cart, cart, market, products, plugins, pickup,
+        return await ctx.offload(price_cart, cart, market, products, plugins, pickup, rates,
                                  market=market.code, plugin=plugins.blocking)
-    return price_cart(cart, market, products, plugins, pickup)
+    return price_cart(cart, market, products, plugins, pickup, rates)
 
 
 async def view_cart(ctx: Niaga, cart_id: str) -> Cart:
@@ -170,7 +171,8 @@ async def add_line(ctx: Niaga, cart_id: str, sku: str, quantity: int,
 
     async def change(cart: Cart) -> None:
         market = ctx.market(cart.market)
-        if unit_price(product, market, ctx.plugins_for(market.code)) is None:
+        if unit_price(product, market, ctx.plugins_for(market.code),
+                      rates=await ctx.fx_rates()) is None:
             raise ValidationError.field("sku", f"{sku} is not sold in market {market.code}")
         line = cart.line_for_sku(sku)
         new_quantity = quantity + (line.quantity if line else 0)

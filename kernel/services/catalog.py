@@ -71,3 +71,28 @@ async def availability(ctx: Niaga, sku: str, market_code: str) -> dict[str, Any]
                      "available": max(level.available, 0) if level else 0})
     return {"sku": sku, "market": market.code,
             "available": sum(r["available"] for r in rows), "locations": rows}
+
+
+async def set_fx_rates(ctx: Niaga, base: str, rates: dict[str, str]) -> None:
+    """Store exchange rates from ``base``; every field named on a problem."""
+    from decimal import Decimal, InvalidOperation
+
+    from kernel.money import MoneyError, currency_digits
+
+    for field, code in [("base", base), *((f"rates.{c}", c) for c in rates)]:
+        try:
+            currency_digits(code)
+        except MoneyError as exc:
+            raise ValidationError.field(field, str(exc)) from exc
+    for code, text in rates.items():
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not value.is_finite() or value <= 0:
+            raise ValidationError.field(f"rates.{code}", f"{text!r} is not a positive rate")
+        if code == base:
+            raise ValidationError.field(f"rates.{code}", "a currency has no rate to itself")
+    await ctx.store.put_fx_rates(base, rates, ctx.clock())
+    ctx.forget_fx_rates()
+

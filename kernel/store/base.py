@@ -230,3 +230,12 @@ class Store(ABC):
 
     @abstractmethod
     async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None: ...
+
+    # exchange rates set by the merchant -----------------------------------------
+    @abstractmethod
+    async def fx_rates(self) -> dict[str, dict[str, str]]:
+        """``{base currency: {currency: rate}}``, rates as decimal strings."""
+
+    @abstractmethod
+    async def put_fx_rates(self, base: str, rates: dict[str, str], at: float) -> None:
+        """Set (replace) the given rates from ``base``; others stay as they are."""

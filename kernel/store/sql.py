@@ -131,6 +131,14 @@ class Tables:
             body = Text()
             created_at = DoublePrecision()
 
+        class FxRateRow(Table, tablename="niaga_fx_rate", db=engine):
+            id = Varchar(length=8, primary_key=True)  # "IDR:USD"
+            base = Varchar(length=3)
+            currency = Varchar(length=3)
+            rate = Varchar(length=40)
+            updated_at = DoublePrecision()
+
+        self.fx_rate = FxRateRow
         self.product = ProductRow
         self.location = LocationRow
         self.stock = StockRow
@@ -162,7 +170,7 @@ class Tables:
         self.loyalty_ledger = LoyaltyLedgerRow
         self.all = [ProductRow, LocationRow, StockRow, StockMovementRow, ReservationRow,
                     CartRow, OrderRow, CustomerRow, OutboxRow, IdempotencyRow,
-                    LoyaltyAccountRow, LoyaltyLedgerRow]
+                    LoyaltyAccountRow, LoyaltyLedgerRow, FxRateRow]
 
 
 def _is_unique_violation(exc: Exception) -> bool:
@@ -733,6 +741,22 @@ class SqlStore(Store):
         r = rows[0]
         return IdempotencyRecord(scope=scope, key=key, request_hash=r["request_hash"],
                                  status=r["status"], body=r["body"].encode())
+
+    # exchange rates ----------------------------------------------------------
+    async def fx_rates(self) -> dict[str, dict[str, str]]:
+        F = self.t.fx_rate
+        table: dict[str, dict[str, str]] = {}
+        for row in await F.select(F.base, F.currency, F.rate):
+            table.setdefault(row["base"], {})[row["currency"]] = row["rate"]
+        return table
+
+    async def put_fx_rates(self, base: str, rates: dict[str, str], at: float) -> None:
+        F = self.t.fx_rate
+        if rates:
+            await F.insert(*[F(id=f"{base}:{cur}", base=base, currency=cur, rate=rate,
+                               updated_at=at) for cur, rate in sorted(rates.items())]
+                           ).on_conflict(target=F.id, action="DO UPDATE",
+                                         values=[F.rate, F.updated_at])
 
 
 def _low_stock_event(level: StockLevel, market: str, sample: Reservation) -> Event:

@@ -20,11 +20,10 @@ Settings (``[markets.XX.plugins.fx]``):
 - ``markup_percent`` (default "0"): added to the rate, e.g. "3" for card and
   exchange costs.
 
-Rates are read when the markets are loaded and stay fixed for the life of the
-process, the same in every request: change them by editing the markets file
-or the rates file (a nightly job can write it) and restarting or reloading.
-There is no admin API for rates: a process-local one would disagree with the
-other processes or Lambda containers. A product whose base price converts to
+Rates from the settings are read when the markets are loaded. Rates set with
+``PUT /admin/fx/rates`` live in the store, so every process and Lambda container
+sees the same ones (each re-reads them within 30 s), and they win over the
+settings; the snapshot's source then says ``fx:admin``. A product whose base price converts to
 less than one minor unit, or whose market has no rate, is not sold there
 (None: the kernel treats it like a product without a price).
 """
@@ -139,21 +138,28 @@ class Fx:
         self.same_currency_only = rate is None  # then only a base price in our currency
         if rate is None:
             rate, sources[market.currency] = Decimal(1), "same-currency"
+        self.markup = markup
         self.rate = Fraction(rate) * (100 + markup) / 100
         self.rate_text = _decimal_text(self.rate)
         self.source = f"{self.name}:{sources[market.currency]}"
 
     @hookimpl
-    def niaga_convert_price(self, product: Product, market: Market) -> ConvertedPrice | None:
+    def niaga_convert_price(self, product: Product, market: Market,
+                            rates: dict[str, dict[str, str]]) -> ConvertedPrice | None:
         base = product.price_in(self.config.base_market)
         if base is None:
             return None
-        if self.same_currency_only and base.currency != market.currency:
+        rate, rate_text, source = self.rate, self.rate_text, self.source
+        admin = (rates or {}).get(base.currency, {}).get(market.currency)
+        if admin is not None:  # set by the merchant through the admin API: the freshest
+            rate = Fraction(Decimal(admin)) * (100 + self.markup) / 100
+            rate_text, source = _decimal_text(rate), f"{self.name}:admin"
+        elif self.same_currency_only and base.currency != market.currency:
             return None  # no rate for this market's currency
-        exact = (Fraction(base.amount, 10 ** currency_digits(base.currency)) * self.rate
+        exact = (Fraction(base.amount, 10 ** currency_digits(base.currency)) * rate
                  * 10 ** currency_digits(market.currency))
         amount = round_fraction(exact, market.policy.rounding_mode)
         if amount <= 0:
             return None  # never sell for nothing because a rate is tiny
         return ConvertedPrice(price=Money(amount, market.currency), base=base,
-                              rate=self.rate_text, source=self.source)
+                              rate=rate_text, source=source)

@@ -130,3 +130,32 @@ def test_names_missing_in_a_locale_follow_the_fallback_chain(client, admin_heade
     assert name("FB-MARKET", "ja-JP") == "English"  # the market's next locale (en-US)
     put("FB-ANY", {"id-ID": "Bahasa"})
     assert name("FB-ANY", "ja-JP") == "Bahasa"  # whatever there is, rather than nothing
+
+
+def test_admin_set_rates_reprice_converted_products_and_mark_the_snapshot(client,
+                                                                          admin_headers):
+    r = client.put("/admin/fx/rates", json={"base": "IDR", "rates": {"USD": "0.0001"}},
+                   headers=admin_headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["IDR"]["USD"] == "0.0001"
+    base = Decimal(catalog_product(SAMBAL)["prices"]["ID"])
+    expected = fmt(int(Fraction(base) * Fraction("0.0001") * 100 + Fraction(1, 2)), "USD")
+    listed = client.get(f"/products/{SAMBAL}", params={"market": "US"}).json()
+    assert listed["price"]["amount"] == expected  # the admin rate wins over the file's
+    cart = ready_cart(client, "US", {SAMBAL: 1})
+    order = checkout(client, cart["id"]).json()
+    line = next(li for li in order["lines"] if li["sku"] == SAMBAL)
+    assert line["unit_price"]["amount"] == expected
+    assert line["fx"]["rate"] == "0.0001" and line["fx"]["source"] == "fx:admin"
+
+
+def test_bad_admin_rates_are_422_naming_the_field_and_change_nothing(client, admin_headers):
+    before = client.get("/admin/fx/rates", headers=admin_headers).json()
+    for body, field in [({"base": "IDR", "rates": {"USD": "-1"}}, "rates.USD"),
+                        ({"base": "IDR", "rates": {"XQZ": "1"}}, "rates.XQZ"),
+                        ({"base": "IDR", "rates": {"IDR": "1"}}, "rates.IDR")]:
+        r = client.put("/admin/fx/rates", json=body, headers=admin_headers)
+        assert_problem(r, (400, 422), field)
+    assert client.get("/admin/fx/rates", headers=admin_headers).json() == before
+    assert client.put("/admin/fx/rates", json={"base": "IDR", "rates": {"USD": "1"}}
+                      ).status_code == 401

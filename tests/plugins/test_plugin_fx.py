@@ -35,7 +35,7 @@ def test_fx_conforms_and_loads_from_entry_points():
 def test_conversion_is_exact_and_keeps_the_snapshot(build):
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"USD": "0.000063"})
     base = Money.parse("39000", "IDR")
-    converted = fx.niaga_convert_price(product(ID=base), market)
+    converted = fx.niaga_convert_price(product(ID=base), market, {})
     # 39000 IDR x 0.000063 = 2.457 USD -> 2.46 (half-up); computed exactly, no float
     assert converted == ConvertedPrice(price=Money(246, "USD"), base=base, rate="0.000063",
                                        source="fx:markets-file")
@@ -43,8 +43,8 @@ def test_conversion_is_exact_and_keeps_the_snapshot(build):
                                     "rate": "0.000063", "source": "fx:markets-file"}
     # exact where floats are not: 0.1 + 0.2 style rates still land on the right cent
     market, fx = fx_in(build, "US", "USD", base_market="DE", rates={"USD": "1.1"})
-    assert fx.niaga_convert_price(product(DE=Money(3, "EUR")), market).price == Money(3, "USD")
-    assert fx.niaga_convert_price(product(DE=Money(5, "EUR")), market).price == Money(6, "USD")
+    assert fx.niaga_convert_price(product(DE=Money(3, "EUR")), market, {}).price == Money(3, "USD")
+    assert fx.niaga_convert_price(product(DE=Money(5, "EUR")), market, {}).price == Money(6, "USD")
 
 
 def test_a_catalog_price_in_the_market_wins_and_the_kernel_keeps_the_snapshot(build):
@@ -69,7 +69,7 @@ def test_a_catalog_price_in_the_market_wins_and_the_kernel_keeps_the_snapshot(bu
 def test_a_tie_rounds_with_the_markets_rounding_mode(build, mode, expected):
     # 1.00 EUR x 2.345 = 2.345 USD: exactly half a cent
     market, fx = fx_in(build, "US", "USD", mode, base_market="DE", rates={"USD": "2.345"})
-    assert fx.niaga_convert_price(product(DE=Money(100, "EUR")), market).price == Money(
+    assert fx.niaga_convert_price(product(DE=Money(100, "EUR")), market, {}).price == Money(
         expected, "USD")
 
 
@@ -77,19 +77,19 @@ def test_a_tie_rounds_with_the_markets_rounding_mode(build, mode, expected):
 def test_yen_has_no_minor_unit(build, mode, tie):
     # 6.90 EUR x 162.5 = 1121.25 yen: whole yen, no tie, both modes agree
     market, fx = fx_in(build, "JP", "JPY", mode, base_market="DE", rates={"JPY": "162.5"})
-    converted = fx.niaga_convert_price(product(DE=Money(690, "EUR")), market)
+    converted = fx.niaga_convert_price(product(DE=Money(690, "EUR")), market, {})
     assert converted.price == Money(1121, "JPY")
     assert converted.price.format_amount() == "1121"
     # 0.01 EUR x 250 = 2.5 yen: a tie, rounded per the market
     market, fx = fx_in(build, "JP", "JPY", mode, base_market="DE", rates={"JPY": "250"})
-    assert fx.niaga_convert_price(product(DE=Money(1, "EUR")), market).price == Money(
+    assert fx.niaga_convert_price(product(DE=Money(1, "EUR")), market, {}).price == Money(
         tie, "JPY")
 
 
 def test_markup_is_added_to_the_rate_and_shown_in_the_snapshot(build):
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"USD": "0.000063"},
                        markup_percent="3")
-    converted = fx.niaga_convert_price(product(ID=Money.parse("39000", "IDR")), market)
+    converted = fx.niaga_convert_price(product(ID=Money.parse("39000", "IDR")), market, {})
     assert converted.rate == "0.00006489"  # 0.000063 x 1.03
     exact = Fraction(39000) * Fraction("0.00006489") * 100  # 253.071 cents
     assert converted.price == Money(253, "USD") and int(exact) == 253
@@ -97,18 +97,18 @@ def test_markup_is_added_to_the_rate_and_shown_in_the_snapshot(build):
 
 def test_no_base_price_no_rate_or_a_price_below_one_minor_unit_is_none(build):
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"USD": "0.000063"})
-    assert fx.niaga_convert_price(product(DE=Money(690, "EUR")), market) is None
+    assert fx.niaga_convert_price(product(DE=Money(690, "EUR")), market, {}) is None
     # a rate only for other currencies: nothing converts (the product is not sold here)
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"EUR": "0.000058"})
-    assert fx.niaga_convert_price(product(ID=Money.parse("39000", "IDR")), market) is None
+    assert fx.niaga_convert_price(product(ID=Money.parse("39000", "IDR")), market, {}) is None
     # Rp 50 x 0.000063 = 0.00315 USD rounds to 0: never sold for nothing
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"USD": "0.000063"})
-    assert fx.niaga_convert_price(product(ID=Money.parse("50", "IDR")), market) is None
+    assert fx.niaga_convert_price(product(ID=Money.parse("50", "IDR")), market, {}) is None
 
 
 def test_the_same_currency_needs_no_rate(build):
     market, fx = fx_in(build, "AT", "EUR", base_market="DE")
-    converted = fx.niaga_convert_price(product(DE=Money(2990, "EUR")), market)
+    converted = fx.niaga_convert_price(product(DE=Money(2990, "EUR")), market, {})
     assert converted.price == Money(2990, "EUR") and converted.rate == "1"
     assert converted.source == "fx:same-currency"
 
@@ -117,16 +117,16 @@ def test_rates_from_a_csv_or_toml_file_with_the_markets_file_overriding(build, t
     csv_file = tmp_path / "rates.csv"
     csv_file.write_text("currency,rate\nUSD,0.00007\nEUR,0.000058\n", encoding="utf-8")
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates_file=str(csv_file))
-    converted = fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market)
+    converted = fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market, {})
     assert converted.price == Money(70, "USD") and converted.source == "fx:rates.csv"
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates_file=str(csv_file),
                        rates={"USD": "0.0001"})
-    assert fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market).price == \
+    assert fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market, {}).price == \
         Money(100, "USD")
     toml_file = tmp_path / "rates.toml"
     toml_file.write_text('as_of = "2025-01-31"\n[rates]\nUSD = "0.00007"\n', encoding="utf-8")
     market, fx = fx_in(build, "US", "USD", base_market="ID", rates_file=str(toml_file))
-    converted = fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market)
+    converted = fx.niaga_convert_price(product(ID=Money.parse("10000", "IDR")), market, {})
     assert converted.source == "fx:rates.toml@2025-01-31"
 
 
@@ -168,3 +168,15 @@ def test_a_bad_rates_file_names_the_file_and_the_row(tmp_path, name, content, pr
         make_plugins(market)
     (text,) = error.value.problems
     assert f"rates_file ({path})" in text and problem in text, text
+
+
+def test_an_admin_set_rate_wins_over_the_settings_and_says_so(build):
+    market, fx = fx_in(build, "US", "USD", base_market="ID", rates={"USD": "0.000063"})
+    base = Money.parse("39000", "IDR")
+    converted = fx.niaga_convert_price(product(ID=base), market, {"IDR": {"USD": "0.0001"}})
+    # 39000 IDR x 0.0001 = 3.90 USD, exact
+    assert converted.price == Money(390, "USD")
+    assert (converted.rate, converted.source) == ("0.0001", "fx:admin")
+    # a rate from another base currency does not apply
+    assert fx.niaga_convert_price(product(ID=base), market, {"EUR": {"USD": "9"}}).source \
+        != "fx:admin"
