@@ -11,6 +11,12 @@ Settings (``[markets.XX.plugins.bank-transfer]``):
 - ``bank``, ``account_name``, ``account_number`` (required): where to pay.
 - ``iban``, ``bic`` (optional): shown too when given (SEPA transfers).
 - ``label`` (default ``"Bank transfer"``): the payment method's name at checkout.
+- ``webhook_secret`` (or the environment variable named by ``webhook_secret_env``,
+  default ``NIAGA_BANK_TRANSFER_WEBHOOK_SECRET``), ``tolerance_seconds`` (300):
+  a bank or reconciliation job can post signed notices to
+  ``/webhooks/bank-transfer`` (``Niaga-Signature: t=…,v1=…``, see
+  ``plugins/payments/_signed.py``); ``payment.captured`` pays the order once.
+  Without a secret, notices are refused and the admin's mark-paid is the way.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ from kernel.payments import (
     PaymentOperation,
     PaymentRequest,
     PaymentResult,
+    WebhookEvent,
 )
+from plugins.payments import _signed
+
+SIGNATURE_HEADER = "Niaga-Signature"
 
 
 class BankTransfer:
@@ -40,6 +50,11 @@ class BankTransfer:
         label: str = "Bank transfer"
         iban: str | None = None
         bic: str | None = None
+        # signed notices from the bank or a reconciliation job when a transfer arrives
+        # (plugins/payments/_signed.py); without a secret every notice is refused
+        webhook_secret: str | None = None
+        webhook_secret_env: str | None = "NIAGA_BANK_TRANSFER_WEBHOOK_SECRET"
+        tolerance_seconds: int = 300
 
     def __init__(self, config: Config, market: Market):
         for key in ("bank", "account_name", "account_number", "label"):
@@ -100,3 +115,13 @@ class BankTransfer:
             ok=True, amount=operation.amount, reference=operation.reference,
             message=f"refund {operation.amount} to the customer by bank transfer manually",
         )
+
+    @hookimpl
+    def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
+                            body: bytes) -> WebhookEvent | None:
+        """A signed notice: ``payment.captured`` pays the order (once per notice id)."""
+        if plugin != self.name:
+            return None
+        secret = _signed.secret_from(self.config.webhook_secret, self.config.webhook_secret_env)
+        return _signed.parse(self.name, SIGNATURE_HEADER, headers, body, secret,
+                             self.config.tolerance_seconds, self.market.currency)

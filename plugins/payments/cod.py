@@ -44,7 +44,11 @@ from kernel.payments import (
     PaymentOperation,
     PaymentRequest,
     PaymentResult,
+    WebhookEvent,
 )
+from plugins.payments import _signed
+
+SIGNATURE_HEADER = "Niaga-Signature"
 
 
 class CashOnDelivery:
@@ -54,6 +58,11 @@ class CashOnDelivery:
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         label: str = "Cash on delivery"
         max_amount: str | None = None
+        # signed notices from the courier when the cash is collected
+        # (plugins/payments/_signed.py); without a secret every notice is refused
+        webhook_secret: str | None = None
+        webhook_secret_env: str | None = "NIAGA_COD_WEBHOOK_SECRET"
+        tolerance_seconds: int = 300
 
     def __init__(self, config: Config, market: Market):
         if not config.label.strip():
@@ -129,3 +138,13 @@ class CashOnDelivery:
             return None
         return OperationResult(ok=True, amount=operation.amount, reference=operation.reference,
                                message="refund in cash or by transfer")
+
+    @hookimpl
+    def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
+                            body: bytes) -> WebhookEvent | None:
+        """A signed notice: ``payment.captured`` pays the order (once per notice id)."""
+        if plugin != self.name:
+            return None
+        secret = _signed.secret_from(self.config.webhook_secret, self.config.webhook_secret_env)
+        return _signed.parse(self.name, SIGNATURE_HEADER, headers, body, secret,
+                             self.config.tolerance_seconds, self.market.currency)

@@ -31,14 +31,12 @@ Settings (``[markets.XX.plugins.testpay]``), all optional:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import threading
-import time
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import msgspec
 
-from kernel import GatewayError, Market, Money, ValidationError, hookimpl
+from kernel import GatewayError, Market, ValidationError, hookimpl
 from kernel.payments import (
     OperationResult,
     PaymentMethod,
@@ -46,21 +44,13 @@ from kernel.payments import (
     PaymentRequest,
     PaymentResult,
     WebhookEvent,
-    WebhookRejected,
 )
+from plugins.payments import _signed
 
 TOKENS = ("tok_ok", "tok_decline", "tok_fail", "tok_pending", "tok_timeout_after_auth")
 SIGNATURE_HEADER = "Testpay-Signature"
 
 Call = tuple[str, str | None, int, str]  # (operation, reference, amount in minor units, key)
-
-
-class _WebhookBody(msgspec.Struct, forbid_unknown_fields=False):
-    id: str
-    type: Literal["payment.captured", "payment.failed", "payment.refunded"]
-    order_id: str | None = None
-    reference: str | None = None
-    amount: str | None = None  # decimal string in the market's currency, e.g. "19.99"
 
 
 def derived_id(prefix: str, key: str) -> str:
@@ -179,52 +169,13 @@ class TestPay:
     @staticmethod
     def sign(body: bytes, secret: str = "whsec_test", timestamp: int | None = None) -> str:
         """The ``Testpay-Signature`` header value for ``body``."""
-        t = int(time.time()) if timestamp is None else timestamp
-        digest = hmac.new(secret.encode("utf-8"), f"{t}.".encode() + body, hashlib.sha256)
-        return f"t={t},v1={digest.hexdigest()}"
+        return _signed.sign(body, secret, timestamp)
 
     @hookimpl
     def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
                             body: bytes) -> WebhookEvent | None:
         if plugin != self.name:
             return None
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        header = next(
-            (v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None
-        )
-        if not header:
-            raise WebhookRejected(f"testpay: missing {SIGNATURE_HEADER} header")
-        timestamp: str | None = None
-        signatures: list[str] = []
-        for part in header.split(","):
-            key, _, value = part.strip().partition("=")
-            if key == "t":
-                timestamp = value
-            elif key == "v1":
-                signatures.append(value)
-        if not timestamp or not (timestamp.isascii() and timestamp.isdigit()) or not signatures:
-            raise WebhookRejected(f"testpay: malformed {SIGNATURE_HEADER} header")
-        if abs(time.time() - int(timestamp)) > self.config.tolerance_seconds:
-            raise WebhookRejected("testpay: webhook timestamp outside the tolerance (replayed?)")
-        expected = self.sign(body, self.config.webhook_secret, int(timestamp))
-        expected_sig = expected.partition(",v1=")[2].encode("ascii")
-        if not any(hmac.compare_digest(expected_sig, s.encode("utf-8")) for s in signatures):
-            raise WebhookRejected("testpay: webhook signature does not verify")
-        try:
-            payload = msgspec.json.decode(body, type=_WebhookBody)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise WebhookRejected(f"testpay: bad webhook body: {exc}") from exc
-        amount = None
-        if payload.amount is not None:
-            try:
-                amount = Money.parse(payload.amount, self.market.currency)
-            except ValueError as exc:
-                raise WebhookRejected(f"testpay: bad webhook amount: {exc}") from exc
-        return WebhookEvent(
-            id=payload.id,
-            kind=payload.type,
-            order_id=payload.order_id,
-            reference=payload.reference,
-            amount=amount,
-        )
+        return _signed.parse(self.name, SIGNATURE_HEADER, headers, body,
+                             self.config.webhook_secret, self.config.tolerance_seconds,
+                             self.market.currency)

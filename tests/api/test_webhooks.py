@@ -113,3 +113,26 @@ def test_a_capture_for_a_paid_order_changes_no_money(client):
 def test_unknown_plugin_is_404(client):
     body = _event("whatever")
     assert_problem(_post(client, body, TestPay.sign(body), plugin="no-such-gateway"), 404)
+
+
+def test_a_banks_signed_notice_pays_a_bank_transfer_order_once(client, monkeypatch):
+    from plugins.payments._signed import sign
+
+    monkeypatch.setenv("NIAGA_BANK_TRANSFER_WEBHOOK_SECRET", "bank-secret")
+    order = place_order(client, "ID", {"SARONG-TENUN": 1}, method="bank-transfer")
+    assert order["status"] == "pending_payment"
+    body = json.dumps({"id": "bca-credit-7781", "type": "payment.captured",
+                       "order_id": order["id"], "amount": order["total"]["amount"]}).encode()
+    headers = {"Content-Type": "application/json", "Niaga-Signature": sign(body, "bank-secret")}
+    forged = {**headers, "Niaga-Signature": sign(body, "not-the-secret")}
+    assert client.post("/webhooks/bank-transfer", content=body, headers=forged
+                       ).status_code == 400
+    assert client.get(f"/orders/{order['id']}").json()["status"] == "pending_payment"
+    r = client.post("/webhooks/bank-transfer", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["applied"] is True, r.text
+    paid = client.get(f"/orders/{order['id']}").json()
+    assert paid["status"] == "paid" and minor(paid["payment"]["captured"]) == minor(
+        order["total"])
+    again = client.post("/webhooks/bank-transfer", content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["applied"] is False
+    assert client.get(f"/orders/{order['id']}").json() == paid

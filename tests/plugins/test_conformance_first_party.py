@@ -30,6 +30,7 @@ from plugins.carriers.flat_rate import FlatRate
 from plugins.carriers.local_courier import LocalCourier
 from plugins.carriers.store_pickup import StorePickup
 from plugins.carriers.weight_table import WeightTable
+from plugins.payments._signed import sign as sign_notice
 from plugins.payments.bank_transfer import BankTransfer
 from plugins.payments.cod import CashOnDelivery
 from plugins.payments.midtrans import Midtrans, signature
@@ -136,19 +137,32 @@ class TestTestPayPending(PaymentConformance):
     ok_data = {"token": "tok_pending"}
 
 
+def signed_notice(secret: str, amount: str) -> tuple[dict[str, str], bytes]:
+    body = json.dumps({"id": "notice-1", "type": "payment.captured", "order_id": "ord-1",
+                       "amount": amount}).encode()
+    return {"Niaga-Signature": sign_notice(body, secret)}, body
+
+
 class TestBankTransfer(PaymentConformance):
     plugin = BankTransfer
     settings = {"bank": "Bank Central Asia", "account_name": "PT Niaga Demo",
-                "account_number": "0123456789"}
+                "account_number": "0123456789", "webhook_secret": "bank-secret"}
     market = {"code": "ID", "currency": "IDR", "locales": ["id-ID"]}
     amount = "150000"
+
+    def webhook_good(self, plugin):  # the bank's notice that the transfer arrived
+        return signed_notice("bank-secret", "150000")
 
 
 class TestCashOnDelivery(PaymentConformance):
     plugin = CashOnDelivery
-    settings = {"label": "Bayar di tempat", "max_amount": "5000000"}
+    settings = {"label": "Bayar di tempat", "max_amount": "5000000",
+                "webhook_secret": "courier-secret"}
     market = {"code": "ID", "currency": "IDR", "locales": ["id-ID"]}
     amount = "150000"
+
+    def webhook_good(self, plugin):  # the courier's notice that the cash was collected
+        return signed_notice("courier-secret", "150000")
 
 
 STRIPE_KEY = "sk_test_51NiagaConformanceKey0123456789"
