@@ -140,6 +140,14 @@ def empty_cart(cart_id: str, market: str, channel: str, currency: str, *, includ
     )
 
 
+def units_by_sku(lines: list[Line]) -> dict[str, int]:
+    """Units wanted per SKU: the same SKU on two lines needs both quantities."""
+    needs: dict[str, int] = {}
+    for line in lines:
+        needs[line.sku] = needs.get(line.sku, 0) + line.quantity
+    return needs
+
+
 def check_quantity(quantity: int, field: str = "quantity", *, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if not low <= quantity <= MAX_QUANTITY:

@@ -6,9 +6,9 @@ from typing import Literal
 
 import msgspec
 
-from kernel.cart import Cart
+from kernel.cart import Cart, units_by_sku
 from kernel.catalog import Location
-from kernel.inventory import StockLevel
+from kernel.inventory import StockLevel, available
 from kernel.money import Money
 
 
@@ -25,6 +25,11 @@ class DeliveryContext(msgspec.Struct, kw_only=True):
     cart: Cart
     locations: list[Location]  # the market's locations
     stock: dict[tuple[str, str], StockLevel]  # (sku, location_id) for the cart's SKUs
+
+    def can_fill(self, location_id: str) -> bool:
+        """Whether one location has every unit of the cart in stock (pickup, ship-from-store)."""
+        return all(available(self.stock, sku, location_id) >= qty
+                   for sku, qty in units_by_sku(self.cart.lines).items())
 
 
 class Shipment(msgspec.Struct, kw_only=True, frozen=True):

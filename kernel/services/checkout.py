@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from kernel.cart import MAX_REMEMBERED_FAILURES, Cart, FailedCheckout
+from kernel.cart import MAX_REMEMBERED_FAILURES, Cart, FailedCheckout, units_by_sku
 from kernel.catalog import Location
 from kernel.checkout import (
     CheckoutContext,
@@ -242,9 +242,7 @@ def _ready(cart: Cart, dropped: list[str], plugins: MarketPlugins, market: Marke
 
 def _allocate(cart: Cart, market: Market, plugins: MarketPlugins, locations: list[Location],
               stock: StockMap) -> list[Allocated]:
-    needs: dict[str, int] = {}
-    for line in cart.lines:
-        needs[line.sku] = needs.get(line.sku, 0) + line.quantity
+    needs = units_by_sku(cart.lines)
     delivery = cart.delivery
     assert delivery is not None
     request = AllocationRequest(market=market.code, needs=needs, kind=delivery.kind,

@@ -36,7 +36,6 @@ import msgspec
 from kernel import Market, Money, hookimpl
 from kernel.catalog import Location
 from kernel.delivery import DeliveryContext, DeliveryOption
-from kernel.inventory import available
 from plugins.carriers._booking import OfflineBooking
 
 
@@ -92,9 +91,6 @@ class LocalCourier(OfflineBooking):
         if not wanted:
             return []
         country = _norm(address.country)
-        needs: dict[str, int] = {}
-        for line in cart.lines:  # the same SKU on two lines needs both quantities
-            needs[line.sku] = needs.get(line.sku, 0) + line.quantity
         return [
             DeliveryOption(
                 id=f"{self.name}:{loc.id}",
@@ -108,6 +104,6 @@ class LocalCourier(OfflineBooking):
             if loc.kind == "store"
             and _norm(getattr(loc, field)) == wanted
             and _norm(loc.country) == country
-            and all(available(context.stock, sku, loc.id) >= qty for sku, qty in needs.items())
+            and context.can_fill(loc.id)
         ]
 

@@ -17,7 +17,6 @@ import msgspec
 from kernel import Market, Money, hookimpl
 from kernel.catalog import Location
 from kernel.delivery import DeliveryContext, DeliveryOption
-from kernel.inventory import available
 from plugins.carriers._booking import OfflineBooking
 
 
@@ -51,9 +50,6 @@ class StorePickup(OfflineBooking):
         cart = context.cart
         if not cart.lines:
             return []
-        needs: dict[str, int] = {}
-        for line in cart.lines:  # the same SKU on two lines needs both quantities
-            needs[line.sku] = needs.get(line.sku, 0) + line.quantity
         return [
             DeliveryOption(
                 id=f"{self.name}:{loc.id}",
@@ -64,7 +60,6 @@ class StorePickup(OfflineBooking):
                 location_id=loc.id,
             )
             for loc in context.locations
-            if loc.kind == "store"
-            and all(available(context.stock, sku, loc.id) >= qty for sku, qty in needs.items())
+            if loc.kind == "store" and context.can_fill(loc.id)
         ]
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from kernel import Money
+from kernel import Money, hookimpl
 from kernel.payments import WebhookEvent, WebhookRejected
 
 
@@ -83,3 +83,22 @@ def parse(name: str, header_name: str, headers: dict[str, str], body: bytes | st
             raise WebhookRejected(f"{name}: bad webhook amount: {exc}") from exc
     return WebhookEvent(id=notice.id, kind=notice.type, order_id=notice.order_id,
                         reference=notice.reference, amount=amount)
+
+
+class SignedNotices:
+    """Mix into a payment plugin whose Config has ``webhook_secret``, ``webhook_secret_env``
+    and ``tolerance_seconds``: it then accepts signed notices at ``/webhooks/<name>``."""
+
+    name: str
+    notice_header = "Niaga-Signature"
+
+    @hookimpl
+    def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
+                            body: bytes) -> WebhookEvent | None:
+        if plugin != self.name:
+            return None
+        config = self.config  # type: ignore[attr-defined]
+        secret = secret_from(config.webhook_secret, config.webhook_secret_env)
+        return parse(self.name, self.notice_header, headers, body, secret,
+                     config.tolerance_seconds, self.market.currency)  # type: ignore[attr-defined]
+

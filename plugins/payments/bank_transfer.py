@@ -32,14 +32,11 @@ from kernel.payments import (
     PaymentOperation,
     PaymentRequest,
     PaymentResult,
-    WebhookEvent,
 )
 from plugins.payments import _signed
 
-SIGNATURE_HEADER = "Niaga-Signature"
 
-
-class BankTransfer:
+class BankTransfer(_signed.SignedNotices):
     name = "bank-transfer"
     family = "payment"
 
@@ -115,13 +112,3 @@ class BankTransfer:
             ok=True, amount=operation.amount, reference=operation.reference,
             message=f"refund {operation.amount} to the customer by bank transfer manually",
         )
-
-    @hookimpl
-    def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
-                            body: bytes) -> WebhookEvent | None:
-        """A signed notice: ``payment.captured`` pays the order (once per notice id)."""
-        if plugin != self.name:
-            return None
-        secret = _signed.secret_from(self.config.webhook_secret, self.config.webhook_secret_env)
-        return _signed.parse(self.name, SIGNATURE_HEADER, headers, body, secret,
-                             self.config.tolerance_seconds, self.market.currency)

@@ -44,14 +44,11 @@ from kernel.payments import (
     PaymentOperation,
     PaymentRequest,
     PaymentResult,
-    WebhookEvent,
 )
 from plugins.payments import _signed
 
-SIGNATURE_HEADER = "Niaga-Signature"
 
-
-class CashOnDelivery:
+class CashOnDelivery(_signed.SignedNotices):
     name = "cod"
     family = "payment"
 
@@ -138,13 +135,3 @@ class CashOnDelivery:
             return None
         return OperationResult(ok=True, amount=operation.amount, reference=operation.reference,
                                message="refund in cash or by transfer")
-
-    @hookimpl
-    def niaga_webhook_parse(self, plugin: str, headers: dict[str, str],
-                            body: bytes) -> WebhookEvent | None:
-        """A signed notice: ``payment.captured`` pays the order (once per notice id)."""
-        if plugin != self.name:
-            return None
-        secret = _signed.secret_from(self.config.webhook_secret, self.config.webhook_secret_env)
-        return _signed.parse(self.name, SIGNATURE_HEADER, headers, body, secret,
-                             self.config.tolerance_seconds, self.market.currency)
