@@ -151,3 +151,21 @@ class Builders:
 @pytest.fixture
 def build() -> type[Builders]:
     return Builders
+
+
+# Contract tests that do not run on DynamoDB yet, each with the reason; the lead decides.
+DYNAMO_PENDING: dict[str, str] = {
+    "test_a_store_from_before_these_columns_gets_them_at_create_schema":
+        "SQL-only: upgrades an older SQL schema (DROP/ALTER via store.t); DynamoDB is "
+        "schemaless and adds no columns",
+}
+
+
+@pytest.fixture(autouse=True)
+def _dynamo_pending(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("store_url") != "dynamodb":
+        return
+    reason = DYNAMO_PENDING.get(request.node.originalname)
+    if reason:
+        pytest.skip(f"DynamoDB adapter: not yet: {reason}")
