@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
-.PHONY: help install serve test test-fast lint bench clean
+.PHONY: help install serve test test-fast lint bench deploy clean
 
 help:
 	@echo "make serve   - set up .venv, install, serve the API on SQLite with demo data (port 8000)"
 	@echo "make test    - set up .venv, install, run the whole test suite (SQLite and PostgreSQL)"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks; figures go to docs/BENCHMARKS.md"
+	@echo "make deploy  - sam build + sam deploy --guided (needs the SAM CLI and an AWS account; infra/README.md)"
 	@echo "make clean   - remove .venv and caches (keeps niaga.sqlite)"
 
 # The venv is rebuilt when pyproject.toml changes; the stamp records a finished install.
@@ -38,6 +39,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_checkout.py --out docs/BENCHMARKS.md
 	$(BIN)/python tests/bench/bench_hooks.py --out docs/BENCHMARKS.md
+
+# The serverless shape (infra/README.md). Needs the AWS SAM CLI, Docker (arm64 wheels are
+# built in the Lambda build image) and AWS credentials; the template itself is tested by
+# tests/aws/test_infra.py (cfn-lint, aws-sam-translator, deployed into moto).
+SAM ?= sam
+deploy:
+	rm -rf build/lambda && mkdir -p build/lambda
+	cp -R kernel plugins build/lambda/
+	cp infra/requirements.txt build/lambda/requirements.txt
+	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
+	$(SAM) build --template infra/template.yaml --use-container
+	$(SAM) deploy --guided --capabilities CAPABILITY_IAM
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

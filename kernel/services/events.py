@@ -20,6 +20,10 @@ log = logging.getLogger("niaga.events")
 
 
 class Dispatcher:
+    # False where something else relays the outbox (on AWS: the stream worker); kick() then
+    # does nothing, and deliver() is called by that relay
+    in_process = True
+
     def __init__(self, ctx: Niaga):
         self.ctx = ctx
         self._task: asyncio.Task[None] | None = None
@@ -27,6 +31,8 @@ class Dispatcher:
 
     def kick(self) -> None:
         """Drain soon, without making the caller wait; coalesces bursts into one drain."""
+        if not self.in_process:
+            return
         if self._task is not None and not self._task.done():
             self._again = True
             return

@@ -17,6 +17,7 @@ pk                    sk              what
                                       ``<sku>#<loc>`` → quantity, ``exp``; one item per
                                       order, so a second reserve for it collides on it;
                                       GSI4 ``RESEXP`` by ``exp`` (orphaned checkouts)
+``RX#<order>``        ``RX``          a reservation deleted by TTL was released (``ttl``)
 ``C#<cart>``          ``C``           cart (``v`` version, ``st``, ``mk``, ``cu``, ``d``);
                                       GSI1 ``CC#<customer>`` by updated_at
 ``O#<order>``         ``O``           order (``v``, ``st``, ``d``); GSI1 ``CO#<customer>``,
@@ -540,6 +541,36 @@ class DynamoStore(Store):
     async def release_orphans(self, order_id: str) -> int:
         return await self._run(self._release_orphans, order_id)
 
+    def _release_deleted(self, order_id: str, rows: dict[str, Any], at: float) -> int:
+        held = self._held({"rows": rows})
+        actions: list[dict[str, Any]] = [
+            {"ConditionCheck": {  # placed meanwhile: the order owns that stock
+                "TableName": self.table_name, "Key": _key(f"O#{order_id}", "O"),
+                "ConditionExpression": "attribute_not_exists(pk)"}},
+            self._put({**_key(f"RX#{order_id}", "RX"), "at": N(at),
+                       "ttl": N(int(at) + DELIVERED_TTL)}, "attribute_not_exists(pk)"),
+        ]
+        for (sku, loc), q in sorted(held.items()):
+            if q:
+                actions.append(self._update(f"S#{sku}", f"L#{loc}",
+                                            "SET rv = rv - :q, av = av + :q", {":q": N(q)},
+                                            "attribute_exists(pk)"))
+        try:
+            self._transact(actions)
+        except _Cancelled as exc:
+            if "ConditionalCheckFailed" in exc.reasons[:2]:
+                return 0  # an order's stock, or released already (a redelivered record)
+            raise
+        return sum(held.values())
+
+    async def release_deleted_reservation(self, order_id: str, rows: dict[str, Any],
+                                          at: float) -> int:
+        """Release what a reservation item held when DynamoDB deleted it (TTL), from the
+        ``rows`` of its old image as the stream shows it. Once per order: an ``RX#<order>``
+        marker (kept a week) makes a redelivered record a no-op; nothing is released when
+        the order exists."""
+        return await self._run(self._release_deleted, order_id, rows, at)
+
     def _orphans(self, now: float) -> list[str]:
         keys = self._query(index="gsi4", pk="RESEXP", sk_cond="#sk < :now",
                            values={":now": N(now)})
@@ -978,9 +1009,7 @@ class DynamoStore(Store):
             i = items.get((k["pk"]["S"], "EV"))
             if i is None or "gsi4pk" not in i:
                 continue  # delivered meanwhile (the index lags the table)
-            events.append(Event(id=i["pk"]["S"][3:], type=i["ty"]["S"], market=i["mk"]["S"],
-                                subject=i["sub"]["S"], at=float(i["at"]["N"]),
-                                data=_dec_data.decode(i["data"]["S"])))
+            events.append(self.event_from_item(i))
         return events
 
     async def pending_events(self, limit: int = 100) -> list[Event]:
@@ -1003,6 +1032,19 @@ class DynamoStore(Store):
     async def mark_events_delivered(self, ids: list[str], at: float) -> None:
         if ids:
             await self._run(self._mark_delivered, ids, at)
+
+    async def event_delivered(self, event_id: str) -> bool:
+        """Whether an outbox event is marked delivered (or gone): the stream worker's check
+        before it delivers a redelivered record again."""
+        item = await self._run(self._get, f"EV#{event_id}", "EV")
+        return item is None or "dl" in item
+
+    @staticmethod
+    def event_from_item(item: dict[str, Any]) -> Event:
+        """An outbox item (as stored, or a stream image of it) as an :class:`Event`."""
+        return Event(id=item["pk"]["S"][3:], type=item["ty"]["S"], market=item["mk"]["S"],
+                     subject=item["sub"]["S"], at=float(item["at"]["N"]),
+                     data=_dec_data.decode(item["data"]["S"]))
 
     async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
         item = await self._run(self._get, f"I#{scope}|{key}", "I")

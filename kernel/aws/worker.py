@@ -1,0 +1,121 @@
+"""The stream worker: the table's DynamoDB stream, through Powertools batch processing.
+
+* ``INSERT`` of an outbox item (``EV#<id>``): the event goes to the kernel's own consumer
+  and the plugins' notify hooks (``Dispatcher.deliver``: the loyalty ledger first), is
+  published to EventBridge (``Source`` ``niaga``, ``DetailType`` the event type, bus
+  ``NIAGA_EVENT_BUS``), then marked delivered.
+* ``REMOVE`` of a reservation item (``R#<order>``) by DynamoDB's TTL (user identity
+  ``Service`` / ``dynamodb.amazonaws.com``): what it still held goes back to stock, unless
+  the order exists.
+
+At least once, applied once: a record delivered twice finds its event marked delivered
+(or its release marker written) and does nothing; the ledger's entry ids are idempotent
+too. A record that fails is reported in ``batchItemFailures`` and only it is retried.
+
+No Litestar here: this module imports the domain, the store and Powertools only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from kernel.aws import config
+from kernel.events import Event
+
+logger = Logger(service="niaga-worker")
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+SOURCE = "niaga"
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+_events_client: Any = None
+_run = config.run  # one event loop per container, reused by every record
+
+
+def _events() -> Any:
+    global _events_client
+    if _events_client is None:
+        import boto3
+
+        _events_client = boto3.client("events")
+    return _events_client
+
+
+def publish(event: Event, bus: str) -> None:
+    """One ``PutEvents`` entry; a rejected entry raises, so the record is retried."""
+    detail = msgspec.json.encode(event).decode()
+    out = _events().put_events(Entries=[{
+        "Source": SOURCE, "DetailType": event.type, "Detail": detail,
+        "EventBusName": bus, "Resources": [],
+    }])
+    if out.get("FailedEntryCount"):
+        entry = out.get("Entries", [{}])[0]
+        raise RuntimeError(f"EventBridge rejected {event.type} {event.id}: "
+                           f"{entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+
+
+async def _outbox(image: dict[str, Any]) -> str:
+    niaga = config.shared_niaga()
+    store: Any = niaga.store
+    event = store.event_from_item(image)
+    if await store.event_delivered(event.id):
+        return "duplicate"
+    await niaga.dispatcher.deliver(event)  # ledger (idempotent ids), then notify hooks
+    publish(event, config.Settings.from_env().event_bus)
+    await store.mark_events_delivered([event.id], niaga.clock())
+    return "delivered"
+
+
+async def _expired_hold(image: dict[str, Any]) -> str:
+    niaga = config.shared_niaga()
+    store: Any = niaga.store
+    order_id = image["pk"]["S"][2:]
+    released = await store.release_deleted_reservation(order_id, image.get("rows", {}),
+                                                       niaga.clock())
+    logger.info("reservation deleted by TTL", extra={"order_id": order_id,
+                                                      "units_released": released})
+    return "released" if released else "nothing"
+
+
+def _by_ttl(raw: dict[str, Any]) -> bool:
+    identity = raw.get("userIdentity") or {}
+    return (identity.get("type") == "Service"
+            and identity.get("principalId") == TTL_PRINCIPAL)
+
+
+def record_handler(record: DynamoDBRecord) -> str:
+    raw = record.raw_event
+    name = raw.get("eventName")
+    stream = raw.get("dynamodb") or {}
+    pk = (stream.get("Keys") or {}).get("pk", {}).get("S", "")
+    if name == "INSERT" and pk.startswith("EV#"):
+        return _run(_outbox(stream["NewImage"]))
+    if name == "REMOVE" and pk.startswith("R#") and _by_ttl(raw):
+        return _run(_expired_hold(stream.get("OldImage") or {}))
+    return "ignored"
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result = process_partial_response(event=event, record_handler=record_handler,
+                                      processor=processor, context=context)
+    if result.get("batchItemFailures"):
+        logger.warning("records failed", extra={"failures": json.dumps(
+            result["batchItemFailures"])})
+    return result
+
+
+def reset() -> None:
+    """Forget the container's clients (tests)."""
+    global _events_client
+    _events_client = None
+    config.reset()

@@ -1,0 +1,391 @@
+"""The Lambda handlers (kernel/aws) under moto: the API through Mangum with API Gateway HTTP
+API v2 events, the stream worker fed the records moto's stream holds, the sweeper.
+
+Everything AWS is moto in-process: the single table (made by DynamoStore.create_schema),
+Powertools' idempotency table, the markets file in SSM, an EventBridge bus whose rule
+forwards to an SQS queue, so a publish is observed as a message, not a stub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kernel.markets import demo_markets_path, load_markets
+
+pytestmark = pytest.mark.dynamodb
+
+REGION = "eu-central-1"
+TABLE = "niaga-aws-test"
+IDEMPOTENCY_TABLE = "niaga-idempotency-test"
+BUS = "niaga-test-bus"
+MARKETS_PARAM = "/niaga/test/markets"
+ADMIN = "adm_lambda_token"
+
+ADDRESS_ID = {"country": "ID", "region": "DKI Jakarta", "city": "Jakarta",
+              "postal_code": "10110", "line1": "Jl. Merdeka No. 1", "name": "Budi Santoso",
+              "email": "budi@example.com", "phone": "+62 812 0000 0000"}
+
+
+class Context:
+    """The parts of a Lambda context Powertools reads."""
+
+    function_name = "niaga-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:niaga-test"
+    aws_request_id = "req-test"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """moto with the table (seeded), the idempotency table, the markets in SSM, a bus → SQS."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "NIAGA_TABLE": TABLE, "NIAGA_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "NIAGA_EVENT_BUS": BUS, "NIAGA_MARKETS_PARAM": MARKETS_PARAM,
+        "NIAGA_ADMIN_TOKEN": ADMIN, "POWERTOOLS_METRICS_NAMESPACE": "Niaga",
+        "POWERTOOLS_SERVICE_NAME": "niaga",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NIAGA_DYNAMODB_ENDPOINT", raising=False)
+    monkeypatch.delenv("NIAGA_ADMIN_TOKEN_PARAM", raising=False)
+
+    from kernel.aws import api, worker
+    from kernel.demo import seed
+    from kernel.store.dynamodb import DynamoStore
+
+    with mock_aws():
+        api.reset()
+        worker.reset()
+        store = DynamoStore(TABLE)
+        markets = load_markets(demo_markets_path())
+
+        async def prepare() -> None:
+            await store.create_schema()
+            await seed(store, markets, time.time())
+
+        asyncio.run(prepare())
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(TableName=IDEMPOTENCY_TABLE, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        boto3.client("ssm").put_parameter(
+            Name=MARKETS_PARAM, Type="String", Tier="Advanced",
+            Value=demo_markets_path().read_text(encoding="utf-8"))
+        events = boto3.client("events")
+        events.create_event_bus(Name=BUS)
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="niaga-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        events.put_rule(Name="all-niaga", EventBusName=BUS,
+                        EventPattern=json.dumps({"source": ["niaga"]}))
+        events.put_targets(Rule="all-niaga", EventBusName=BUS,
+                           Targets=[{"Id": "queue", "Arn": queue_arn}])
+        yield {"ddb": ddb, "sqs": sqs, "queue_url": queue_url, "store": store}
+        api.reset()
+        worker.reset()
+
+
+# -- API Gateway HTTP API (payload 2.0) events ---------------------------------------------
+
+def http_event(method: str, path: str, body: Any = None,
+               headers: dict[str, str] | None = None, query: str = "") -> dict[str, Any]:
+    request_id = f"req-{uuid.uuid4().hex[:12]}"
+    hdrs = {"host": "api.example.com", "content-type": "application/json",
+            **{k.lower(): v for k, v in (headers or {}).items()}}
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+            "domainPrefix": "api", "requestId": request_id, "routeKey": "$default",
+            "stage": "$default", "time": "23/Nov/2026:06:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.1", "userAgent": "pytest"},
+        },
+        "body": None if body is None else json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def call(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+         query: str = "") -> tuple[int, Any]:
+    from kernel.aws.api import handler
+
+    out = handler(http_event(method, path, body, headers, query), Context())
+    text = out.get("body") or ""
+    if out.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode()
+    return out["statusCode"], (json.loads(text) if text else None)
+
+
+def ready_cart(sku: str = "BATIK-SHIRT-M", quantity: int = 2) -> str:
+    status, cart = call("POST", "/carts", {"market": "ID", "channel": "web"})
+    assert status == 201, cart
+    status, cart = call("POST", f"/carts/{cart['id']}/lines", {"sku": sku, "quantity": quantity})
+    assert status == 200, cart
+    status, cart = call("PUT", f"/carts/{cart['id']}/address", ADDRESS_ID)
+    assert status == 200, cart
+    status, options = call("GET", f"/carts/{cart['id']}/delivery-options")
+    assert status == 200, options
+    ship = [o for o in options if o["kind"] == "ship"]
+    ship.sort(key=lambda o: o["carrier"] != "flat-rate")
+    status, cart = call("PUT", f"/carts/{cart['id']}/delivery", {"option_id": ship[0]["id"]})
+    assert status == 200, cart
+    return cart["id"]
+
+
+def checkout(cart_id: str, method: str = "testpay", key: str | None = None,
+             **payment: Any) -> tuple[int, Any]:
+    body = {"payment": {"method": method, **({"token": "tok_ok"} if method == "testpay"
+                                               else {}), **payment}}
+    return call("POST", f"/carts/{cart_id}/checkout", body,
+                {"Idempotency-Key": key or f"key-{uuid.uuid4().hex}"})
+
+
+# -- the table's stream, as Lambda would receive it ----------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp())
+    return value
+
+
+def stream_records(ddb: Any, after: str | None = None) -> list[dict[str, Any]]:
+    """Every record of the table's stream (after a sequence number), JSON-shaped."""
+    import boto3
+
+    streams = boto3.client("dynamodbstreams")
+    arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while it:
+            out = streams.get_records(ShardIterator=it, Limit=1000)
+            records += out["Records"]
+            if not out["Records"]:
+                break
+            it = out.get("NextShardIterator")
+    records = [{**_jsonable(r), "eventSourceARN": arn} for r in records]
+    if after is not None:
+        records = [r for r in records
+                   if int(r["dynamodb"]["SequenceNumber"]) > int(after)]
+    return records
+
+
+def work(records: list[dict[str, Any]]) -> dict[str, Any]:
+    from kernel.aws.worker import handler
+
+    return handler({"Records": records}, Context())
+
+
+def published(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        got = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)
+        msgs = got.get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(json.loads(m["Body"]))
+            aws["sqs"].delete_message(QueueUrl=aws["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+
+
+def outbox(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["eventName"] == "INSERT"
+            and r["dynamodb"]["Keys"]["pk"]["S"].startswith("EV#")]
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+def test_full_checkout_through_the_api_handler(aws, capsys):
+    cart_id = ready_cart()
+    status, order = checkout(cart_id)
+    assert status == 201, order
+    assert order["status"] in ("paid", "placed", "pending_payment", "authorized"), order
+    assert order["market"] == "ID" and order["total"]["currency"] == "IDR"
+
+    status, again = call("GET", f"/orders/{order['id']}")
+    assert status == 200, again
+    assert again["id"] == order["id"] and again["total"] == order["total"]
+
+    # EMF metrics on stdout: one order placed, its revenue under the market's dimension
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{") and "_aws" in line]
+    names = {m["Name"] for b in blobs for d in b["_aws"]["CloudWatchMetrics"]
+             for m in d["Metrics"]}
+    assert {"OrdersPlaced", "Revenue"} <= names
+    revenue = next(b for b in blobs if "Revenue" in b)
+    assert revenue["market"] == "ID" and revenue["currency"] == "IDR"
+    assert revenue["Revenue"] in (float(order["total"]["amount"]),
+                                  [float(order["total"]["amount"])])
+    assert all(b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Niaga" for b in blobs)
+
+
+def test_checkout_failure_is_counted_and_bad_input_is_a_problem(aws, capsys):
+    cart_id = ready_cart()
+    status, problem = call("POST", f"/carts/{cart_id}/checkout",
+                           {"payment": {"method": "testpay", "token": "tok_ok"}})
+    assert status == 422 and problem["errors"][0]["field"] == "Idempotency-Key"
+    status, problem = checkout(cart_id, method="no-such-method")
+    assert 400 <= status < 500, problem
+    out = capsys.readouterr().out
+    assert "CheckoutFailures" in out and "OrdersPlaced" not in out
+
+
+def test_a_retried_checkout_returns_the_same_order_and_a_changed_body_is_refused(aws):
+    cart_id = ready_cart()
+    key = f"key-{uuid.uuid4().hex}"
+    status, first = checkout(cart_id, key=key)
+    assert status == 201, first
+    status, second = checkout(cart_id, key=key)
+    assert status == 201 and second["id"] == first["id"]  # answered from the idempotency table
+    status, problem = checkout(cart_id, key=key, method="testpay", token="tok_other")
+    assert status == 422 and problem["errors"][0]["field"] == "Idempotency-Key"
+    items = aws["ddb"].scan(TableName=IDEMPOTENCY_TABLE)["Items"]
+    assert len(items) == 1 and items[0]["status"]["S"] == "COMPLETED"
+
+
+def test_worker_publishes_outbox_events_once_and_reports_a_failing_record(aws):
+    cart_id = ready_cart()
+    status, order = checkout(cart_id)
+    assert status == 201, order
+    records = stream_records(aws["ddb"])
+    events = outbox(records)
+    assert events, "the checkout wrote its events to the outbox"
+
+    assert work(records) == {"batchItemFailures": []}
+    sent = published(aws)
+    assert sorted(m["detail-type"] for m in sent) == sorted(
+        r["dynamodb"]["NewImage"]["ty"]["S"] for r in events)
+    placed = next(m for m in sent if m["detail-type"] == "order.placed")
+    assert placed["source"] == "niaga" and placed["detail"]["subject"] == order["id"]
+
+    # every outbox item is marked delivered: the local relay has nothing left
+    from kernel.aws.config import shared_niaga
+
+    assert asyncio.run(shared_niaga().store.pending_events()) == []
+
+    # redelivery (the same records again) publishes nothing, credits nothing twice
+    ledger_before = aws["ddb"].scan(TableName=TABLE, FilterExpression="begins_with(pk, :y)",
+                                    ExpressionAttributeValues={":y": {"S": "Y#"}})["Count"]
+    assert work(records) == {"batchItemFailures": []}
+    assert published(aws) == []
+    assert aws["ddb"].scan(TableName=TABLE, FilterExpression="begins_with(pk, :y)",
+                           ExpressionAttributeValues={":y": {"S": "Y#"}})["Count"] == ledger_before
+
+    # a record the worker cannot read is reported, and only it
+    broken = json.loads(json.dumps(events[0]))
+    broken["dynamodb"]["SequenceNumber"] = "999999999999999999999"
+    broken["dynamodb"]["Keys"]["pk"]["S"] = broken["dynamodb"]["NewImage"]["pk"]["S"] = "EV#bad"
+    del broken["dynamodb"]["NewImage"]["ty"]
+    result = work([*events, broken])
+    assert result == {"batchItemFailures": [{"itemIdentifier": "999999999999999999999"}]}
+
+
+def test_worker_releases_a_reservation_deleted_by_ttl_once(aws):
+    from kernel.inventory import Reservation
+
+    store = aws["store"]
+    sku, loc = "BATIK-SHIRT-M", None
+
+    async def levels() -> dict[tuple[str, str], Any]:
+        return await store.get_stock([sku])
+
+    before = asyncio.run(levels())
+    loc = next(iter(before))[1]
+    order_id = f"ord_{uuid.uuid4().hex[:10]}"
+    asyncio.run(store.reserve([Reservation(order_id=order_id, sku=sku, location_id=loc,
+                                           quantity=3, expires_at=time.time() - 60)],
+                              "ID", []))
+    held = asyncio.run(levels())[(sku, loc)]
+    assert held.reserved == before[(sku, loc)].reserved + 3
+    mark = stream_records(aws["ddb"])[-1]["dynamodb"]["SequenceNumber"]
+
+    # DynamoDB's TTL deletes the item (moto has no TTL sweeper: delete it, mark the record)
+    aws["ddb"].delete_item(TableName=TABLE, Key={"pk": {"S": f"R#{order_id}"},
+                                                 "sk": {"S": "R"}})
+    removes = [r for r in stream_records(aws["ddb"], after=mark) if r["eventName"] == "REMOVE"]
+    assert len(removes) == 1
+    by_user = json.loads(json.dumps(removes[0]))
+    assert work([by_user]) == {"batchItemFailures": []}  # a user's delete: not the worker's
+    assert asyncio.run(levels())[(sku, loc)].reserved == held.reserved
+
+    by_ttl = {**removes[0], "userIdentity": {"type": "Service",
+                                             "principalId": "dynamodb.amazonaws.com"}}
+    assert work([by_ttl]) == {"batchItemFailures": []}
+    after = asyncio.run(levels())[(sku, loc)]
+    assert after.reserved == before[(sku, loc)].reserved
+    assert after.available == before[(sku, loc)].available
+    assert work([by_ttl]) == {"batchItemFailures": []}  # redelivered: released once
+    assert asyncio.run(levels())[(sku, loc)] == after
+
+
+def test_sweeper_expires_an_unpaid_bank_transfer_order_past_its_window(aws):
+    from kernel.aws import config, sweeper
+
+    cart_id = ready_cart()
+    status, order = checkout(cart_id, method="bank-transfer")
+    assert status == 201 and order["status"] == "pending_payment", order
+
+    assert sweeper.handler({}, Context()) == {"orders_expired": 0, "units_released": 0}
+    window_h = load_markets(demo_markets_path())["ID"].payment_window_hours
+    niaga = config.shared_niaga()
+    niaga.clock = lambda: time.time() + window_h * 3600 + 60
+    assert sweeper.handler({}, Context())["orders_expired"] == 1
+    status, expired = call("GET", f"/orders/{order['id']}")
+    assert status == 200 and expired["status"] in ("expired", "cancelled"), expired
+
+
+def test_config_reads_the_admin_token_from_a_secure_parameter(aws, monkeypatch):
+    import boto3
+
+    from kernel.aws import config
+
+    boto3.client("ssm").put_parameter(Name="/niaga/test/admin", Type="SecureString",
+                                      Value="adm_from_ssm")
+    monkeypatch.delenv("NIAGA_ADMIN_TOKEN")
+    monkeypatch.setenv("NIAGA_ADMIN_TOKEN_PARAM", "/niaga/test/admin")
+    assert config.admin_token(config.Settings.from_env()) == "adm_from_ssm"
+    monkeypatch.delenv("NIAGA_TABLE")
+    from kernel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="NIAGA_TABLE"):
+        config.Settings.from_env()
+
+
+def test_the_worker_and_sweeper_do_not_import_litestar():
+    code = ("import sys, kernel.aws.worker, kernel.aws.sweeper; "
+            "sys.exit(1 if any(m == 'litestar' or m.startswith('litestar.') "
+            "for m in sys.modules) else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr or "litestar was imported"
