@@ -215,3 +215,11 @@ def _reset_testpay() -> Iterator[None]:
 
     TestPay.reset()
     yield
+
+
+@pytest.fixture
+def serialized_client():
+    """Wrap a moto boto3 client so its calls run one at a time, as the real service applies
+    each call atomically."""
+    return _Serialized
+

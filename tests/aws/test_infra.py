@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import threading
 import tomllib
 import uuid
 import warnings
@@ -319,26 +318,8 @@ def test_moto_gaps(stack: dict[str, Any], translated: dict[str, Any]) -> None:
 
 # -- 3. the kernel on what the stack made -------------------------------------------------
 
-class _Serialized:
-    """moto's in-process DynamoDB does not lock; real DynamoDB applies each call atomically."""
-
-    def __init__(self, client: Any):
-        self._client, self._lock = client, threading.Lock()
-        self.exceptions = client.exceptions
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name.startswith("get_waiter"):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
-def test_a_full_checkout_on_the_deployed_tables(stack: dict[str, Any]) -> None:
+def test_a_full_checkout_on_the_deployed_tables(stack: dict[str, Any],
+                                               serialized_client: Any) -> None:
     """The Litestar app (what the API function wraps) on the stack's table and the markets
     from the stack's SSM parameter: cart → address → delivery → checkout → paid order,
     stock reserved in the deployed table, and an idempotent replay."""
@@ -354,7 +335,7 @@ def test_a_full_checkout_on_the_deployed_tables(stack: dict[str, Any]) -> None:
     out = stack["outputs"]
     text = boto3.client("ssm").get_parameter(Name=out["MarketsParameterName"])["Parameter"]["Value"]
     markets = parse_markets(tomllib.loads(text))
-    ddb = _Serialized(boto3.client("dynamodb"))
+    ddb = serialized_client(boto3.client("dynamodb"))
     store = DynamoStore(out["TableName"], client=ddb)
     asyncio.run(seed(store, markets, 0.0))
 
