@@ -13,7 +13,6 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ def pg_database() -> Iterator[str]:
 
 
 async def _create_schema(url: str) -> None:
-    store = SqlStore(url)
+    store = open_store(url)
     await store.start()
     try:
         await store.create_schema()
@@ -83,14 +82,14 @@ async def _truncate(url: str) -> None:
 
 
 SQL_ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-# DynamoDB (moto, in-process) runs the storage contract suite only, for now; the API and
-# service suites stay on the SQL engines
+# DynamoDB (moto, in-process) runs the storage contract suite and the HTTP API suite; the
+# service and plugin suites stay on the SQL engines (they test the kernel, not the store)
 DYNAMO_ENGINE = pytest.param("dynamodb", marks=pytest.mark.dynamodb)
-DYNAMO_SUITES = ("contract",)
+DYNAMO_SUITES = ("contract", "api")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``store_url`` (and so ``store``, ``niaga``) once per engine."""
+    """``store_url`` (and so ``store``, ``niaga``, ``client``) once per engine."""
     if "store_url" not in metafunc.fixturenames:
         return
     suite = Path(str(metafunc.definition.path)).parent.name
@@ -99,16 +98,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
+def aws_mock() -> Iterator[None]:
+    """moto's in-process AWS for one test: every boto3 client made meanwhile talks to it."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty store with its schema, once per engine."""
     if request.param == "sqlite":
         url = str(tmp_path / "niaga.sqlite")
-        asyncio.run(_create_schema(url))
+    elif request.param == "dynamodb":
+        request.getfixturevalue("aws_mock")  # the table lives as long as the test
+        url = f"dynamodb://niaga-test-{uuid.uuid4().hex[:8]}"
+    else:
+        url = request.getfixturevalue("pg_database")
+        asyncio.run(_truncate(url))
         return url
-    if request.param == "dynamodb":
-        return f"dynamodb://niaga-test-{uuid.uuid4().hex[:8]}"  # made by ``store`` under moto
-    url = request.getfixturevalue("pg_database")
-    asyncio.run(_truncate(url))
+    asyncio.run(_create_schema(url))
     return url
 
 
@@ -121,6 +131,7 @@ class _Serialized:
         self._client = client
         self._lock = threading.Lock()
         self.exceptions = client.exceptions
+        self.meta = client.meta
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -134,21 +145,24 @@ class _Serialized:
         return call
 
 
-@asynccontextmanager
-async def _dynamo_store(url: str) -> AsyncIterator[Any]:
-    import boto3
-    from moto import mock_aws
+def open_store(url: str, **kwargs: Any) -> Store:
+    """The store behind a ``store_url`` (not started). A DynamoDB one needs moto active
+    (the ``aws_mock`` fixture, which ``store_url`` requests for it)."""
+    if url.startswith("dynamodb://"):
+        import boto3
 
-    from kernel.store.dynamodb import DynamoStore
+        from kernel.store.dynamodb import DynamoStore
 
-    with mock_aws():
         client = boto3.client("dynamodb", region_name="eu-central-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
-        s = DynamoStore(url.removeprefix("dynamodb://"), client=_Serialized(client))
-        await s.create_schema()
-        await s.start()
-        yield s
-        await s.close()
+        return DynamoStore(url.removeprefix("dynamodb://"), client=_Serialized(client))
+    return SqlStore(url, **kwargs)
+
+
+@pytest.fixture(name="open_store")
+def _open_store() -> Any:
+    """``open_store(store_url)``: a store object on the test's store, for app factories."""
+    return open_store
 
 
 @pytest.fixture
@@ -158,12 +172,8 @@ def markets() -> dict[str, Market]:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
-    """An open, empty store (SQLite, then PostgreSQL; DynamoDB for the contract suite)."""
-    if store_url.startswith("dynamodb://"):
-        async with _dynamo_store(store_url) as s:
-            yield s
-        return
-    s = SqlStore(store_url, pool_size=8)
+    """An open, empty store: SQLite, PostgreSQL, and DynamoDB for the contract suite."""
+    s = open_store(store_url, pool_size=8)
     await s.start()
     yield s
     await s.close()
@@ -181,7 +191,7 @@ async def niaga(store: Store, markets: dict[str, Market]) -> AsyncIterator[Niaga
 @pytest.fixture
 def seeded_url(store_url: str, markets: dict[str, Market]) -> str:
     async def run() -> None:
-        s = SqlStore(store_url)
+        s = open_store(store_url)
         await s.start()
         try:
             await seed(s, markets, 0.0)
@@ -194,12 +204,12 @@ def seeded_url(store_url: str, markets: dict[str, Market]) -> str:
 
 @pytest.fixture
 def client(seeded_url: str, markets: dict[str, Market]) -> Iterator:
-    """Litestar's test client on the real app over a seeded store (both engines)."""
+    """Litestar's test client on the real app over a seeded store (every engine)."""
     from litestar.testing import TestClient
 
     from kernel.api.app import create_app
 
-    app = create_app(Niaga(SqlStore(seeded_url), markets), admin_token=ADMIN_TOKEN)
+    app = create_app(Niaga(open_store(seeded_url), markets), admin_token=ADMIN_TOKEN)
     with TestClient(app) as c:
         yield c
 

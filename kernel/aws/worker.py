@@ -7,6 +7,9 @@
 * ``REMOVE`` of a reservation item (``R#<order>``) by DynamoDB's TTL (user identity
   ``Service`` / ``dynamodb.amazonaws.com``): what it still held goes back to stock, unless
   the order exists.
+* ``MODIFY`` of a stock row (``S#<sku>``) whose availability fell to its low-stock
+  threshold: a ``stock.low`` event is written to the outbox (its id derived from the
+  record's), and so reaches the hooks and EventBridge like any other event.
 
 At least once, applied once: a record delivered twice finds its event marked delivered
 (or its release marker written) and does nothing; the ledger's entry ids are idempotent
@@ -86,6 +89,19 @@ async def _expired_hold(image: dict[str, Any]) -> str:
     return "released" if released else "nothing"
 
 
+async def _stock_change(raw: dict[str, Any]) -> str:
+    niaga = config.shared_niaga()
+    store: Any = niaga.store
+    stream = raw["dynamodb"]
+    event = await store.low_stock_event(stream.get("OldImage") or {}, stream["NewImage"],
+                                        f"low-{raw['eventID']}", niaga.clock())
+    return "stock.low" if event else "ignored"
+
+
+def _low_threshold(stream: dict[str, Any]) -> bool:
+    return int(stream.get("NewImage", {}).get("lt", {}).get("N", "0")) > 0
+
+
 def _by_ttl(raw: dict[str, Any]) -> bool:
     identity = raw.get("userIdentity") or {}
     return (identity.get("type") == "Service"
@@ -101,6 +117,8 @@ def record_handler(record: DynamoDBRecord) -> str:
         return _run(_outbox(stream["NewImage"]))
     if name == "REMOVE" and pk.startswith("R#") and _by_ttl(raw):
         return _run(_expired_hold(stream.get("OldImage") or {}))
+    if name == "MODIFY" and pk.startswith("S#") and _low_threshold(stream):
+        return _run(_stock_change(raw))
     return "ignored"
 
 

@@ -12,11 +12,13 @@ pk                    sk              what
 ``S#<sku>``           ``L#<loc>``     stock: ``oh`` on hand, ``rv`` reserved, ``av`` available
                                       (= oh - rv, kept in every write so a condition can
                                       read it), ``lt`` low threshold, ``rsn``/``at`` of the
-                                      last change (the stream carries them: no movement rows)
+                                      last change (the stream carries them: no movement rows),
+                                      ``mk``/``ro`` market and order of the last reservation
 ``R#<order>``         ``R``           units held for an order: ``rows`` map
                                       ``<sku>#<loc>`` → quantity, ``exp``; one item per
                                       order, so a second reserve for it collides on it;
-                                      GSI4 ``RESEXP`` by ``exp`` (orphaned checkouts)
+                                      until the order is placed: GSI4 ``RESEXP`` by ``exp``
+                                      (the sweeper's orphans) and ``ttl`` (DynamoDB's backstop)
 ``RX#<order>``        ``RX``          a reservation deleted by TTL was released (``ttl``)
 ``C#<cart>``          ``C``           cart (``v`` version, ``st``, ``mk``, ``cu``, ``d``);
                                       GSI1 ``CC#<customer>`` by updated_at
@@ -72,6 +74,10 @@ assert MAX_LINES + 2 <= MAX_ACTIONS, "a cart's lines must fit one reserve transa
 
 GSIS = ("gsi1", "gsi2", "gsi3", "gsi4", "gsi5")
 DELIVERED_TTL = 7 * 86400  # delivered outbox events are kept a week, then DynamoDB drops them
+# An unplaced reservation's item expires by TTL this long after its window: the sweeper
+# releases it on time; TTL (lazy, up to days) is the backstop if the sweeper is not running,
+# and the stream worker then releases what the deleted item held.
+RESERVATION_TTL_GRACE = 3600
 
 _enc = msgspec.json.Encoder()
 _dec_cart = msgspec.json.Decoder(Cart)
@@ -368,40 +374,28 @@ class DynamoStore(Store):
 
     def _set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
                    at: float) -> StockLevel:
-        pk, sk = f"S#{sku}", f"L#{location_id}"
-        for _ in range(5):
-            try:  # the common case: the row exists
-                out = self.client.update_item(
-                    TableName=self.table_name, Key=_key(pk, sk),
-                    UpdateExpression="SET oh = :n, av = :n - rv, rsn = :r, #at = :at",
-                    ConditionExpression="attribute_exists(pk) AND rv <= :n",
-                    ExpressionAttributeNames={"#at": "at"},
-                    ExpressionAttributeValues={":n": N(on_hand), ":r": S(reason), ":at": N(at)},
-                    ReturnValues="ALL_NEW")
-                return self._level(out["Attributes"])
-            except Exception as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-            current = self._get(pk, sk)
-            if current is not None:
-                reserved = _int(current, "rv")
-                if on_hand < reserved:
-                    raise Conflict(
-                        f"on_hand {on_hand} is below the {reserved} unit(s) reserved for "
-                        f"orders of {sku} at {location_id}",
-                        errors=[{"field": "on_hand", "message": f"must be at least {reserved}"}])
-                continue  # it changed between the update and the read: try again
-            try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item={**_key(pk, sk), "oh": N(on_hand), "rv": N(0), "av": N(on_hand),
-                          "lt": N(0), "rsn": S(reason), "at": N(at)},
-                    ConditionExpression="attribute_not_exists(pk)")
-                return StockLevel(sku=sku, location_id=location_id, on_hand=on_hand)
-            except Exception as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise  # else a concurrent set_stock created it: update it
-        raise Conflict(f"stock of {sku} at {location_id} keeps changing; retry")
+        # one write whether or not the row exists: a new row starts with nothing reserved
+        try:
+            out = self.client.update_item(
+                TableName=self.table_name, Key=_key(f"S#{sku}", f"L#{location_id}"),
+                UpdateExpression="SET oh = :n, rv = if_not_exists(rv, :z), "
+                                 "av = :n - if_not_exists(rv, :z), lt = if_not_exists(lt, :z), "
+                                 "rsn = :r, #at = :at",
+                ConditionExpression="attribute_not_exists(pk) OR rv <= :n",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":n": N(on_hand), ":z": N(0), ":r": S(reason),
+                                           ":at": N(at)},
+                ReturnValues="ALL_NEW")
+            return self._level(out["Attributes"])
+        except Exception as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+        current = self._get(f"S#{sku}", f"L#{location_id}") or {}
+        reserved = _int(current, "rv")
+        raise Conflict(
+            f"on_hand {on_hand} is below the {reserved} unit(s) reserved for "
+            f"orders of {sku} at {location_id}",
+            errors=[{"field": "on_hand", "message": f"must be at least {reserved}"}])
 
     async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
                         at: float) -> StockLevel:
@@ -464,7 +458,8 @@ class DynamoStore(Store):
                           "gsi4pk": S("PENDING"), "gsi4sk": N(event.at)},
                          "attribute_not_exists(pk)")
 
-    def _reserve(self, reservations: list[Reservation], events: list[Event]) -> None:
+    def _reserve(self, reservations: list[Reservation], market: str,
+                 events: list[Event]) -> None:
         ordered = sorted(reservations, key=lambda r: (r.sku, r.location_id))
         first = ordered[0]
         rows: dict[str, int] = {}
@@ -475,13 +470,15 @@ class DynamoStore(Store):
         merged = {tuple(k.split("#", 1)): q for k, q in rows.items()}
         for (sku, loc), q in merged.items():
             actions.append(self._update(f"S#{sku}", f"L#{loc}",
-                                        "SET rv = rv + :q, av = av - :q", {":q": N(q)},
+                                        "SET rv = rv + :q, av = av - :q, mk = :mk, ro = :o",
+                                        {":q": N(q), ":mk": S(market), ":o": S(first.order_id)},
                                         "av >= :q"))
         item: dict[str, Any] = {**_key(f"R#{first.order_id}", "R"),
                                 "rows": {"M": {k: N(q) for k, q in rows.items()}}}
         if first.expires_at is not None:
             item.update(exp=N(first.expires_at), gsi4pk=S("RESEXP"),
-                        gsi4sk=N(first.expires_at))
+                        gsi4sk=N(first.expires_at),
+                        ttl=N(int(first.expires_at) + RESERVATION_TTL_GRACE))
         actions.append(self._put(item, "attribute_not_exists(pk)"))
         marker_at = len(actions) - 1
         actions += [self._event_put(e) for e in events]
@@ -503,9 +500,10 @@ class DynamoStore(Store):
     async def reserve(self, reservations: list[Reservation], market: str,
                       events: list[Event]) -> None:
         """As the port says, except ``stock.low``: a transaction cannot read the levels it
-        writes, so the stream worker derives it from the stock rows' old and new images."""
+        writes, so the stream worker derives it from the stock rows' old and new images
+        (:meth:`low_stock_event`)."""
         if reservations:
-            await self._run(self._reserve, reservations, events)
+            await self._run(self._reserve, reservations, market, events)
 
     @staticmethod
     def _held(item: dict[str, Any] | None) -> dict[tuple[str, str], int]:
@@ -570,6 +568,35 @@ class DynamoStore(Store):
         marker (kept a week) makes a redelivered record a no-op; nothing is released when
         the order exists."""
         return await self._run(self._release_deleted, order_id, rows, at)
+
+    def _low_stock(self, old: dict[str, Any], new: dict[str, Any], event_id: str,
+                   at: float) -> Event | None:
+        threshold, after, before = _int(new, "lt"), _int(new, "av"), _int(old, "av")
+        market = new.get("mk", {}).get("S")
+        if not threshold or not market or not after <= threshold < before:
+            return None
+        level = self._level(new)
+        event = Event(id=event_id, type="stock.low", market=market,
+                      subject=f"{level.sku}@{level.location_id}", at=at,
+                      data={"sku": level.sku, "location_id": level.location_id,
+                            "available": level.available, "threshold": threshold,
+                            "order_id": new.get("ro", {}).get("S")})
+        try:
+            self.client.put_item(**self._event_put(event)["Put"])
+        except Exception as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return None  # this change was seen before: its event is written already
+        return event
+
+    async def low_stock_event(self, old: dict[str, Any], new: dict[str, Any], event_id: str,
+                              at: float) -> Event | None:
+        """``stock.low`` for a stock row whose availability fell to its threshold, from the
+        row's old and new images as the stream shows them (a transaction cannot read what it
+        writes, so :meth:`reserve` cannot add it). Written to the outbox under ``event_id``
+        (derived from the stream record, so a redelivered record writes it once); the stream
+        then delivers it like any other event. None when the change crossed nothing."""
+        return await self._run(self._low_stock, old, new, event_id, at)
 
     def _orphans(self, now: float) -> list[str]:
         keys = self._query(index="gsi4", pk="RESEXP", sk_cond="#sk < :now",
@@ -740,6 +767,12 @@ class DynamoStore(Store):
                           "attribute_not_exists(pk)"),
                 *[self._event_put(e) for e in events],
             ]
+            held = 0
+            if order.allocations:  # the order owns its held stock now: no expiry, no TTL
+                held = len(actions)
+                actions.append(self._update(f"R#{order.id}", "R",
+                                            "REMOVE gsi4pk, gsi4sk, #ttl", None,
+                                            "attribute_exists(pk)", {"#ttl": "ttl"}))
             offset = len(actions)
             applied, ledger_actions, debits = (self._ledger_actions(ledger) if ledger
                                                else ([], [], []))
@@ -758,6 +791,9 @@ class DynamoStore(Store):
                                           "and check out again") from exc
                 if 1 in failed or 2 in failed:
                     raise Conflict(f"cart {cart.id} already has an order") from exc
+                if held and held in failed:
+                    raise Conflict(f"the stock held for order {order.number} was released "
+                                   "(its reservation expired); check out again") from exc
                 conflict = self._ledger_conflict(reasons, offset, debits)
                 if conflict is not None:
                     raise conflict from exc

@@ -13,7 +13,6 @@ from litestar.testing import TestClient
 
 from kernel.markets import demo_markets_path, parse_markets
 from kernel.runtime import Niaga
-from kernel.store.sql import SqlStore
 
 from .helpers import (
     ADDRESSES,
@@ -29,7 +28,7 @@ SKU = "COFFEE-GAYO-250"
 
 
 @pytest.fixture
-def client_with(seeded_url: str,
+def client_with(seeded_url: str, open_store: Callable[[str], Any],
                 admin_headers: dict[str, str]) -> Iterator[Callable[..., TestClient]]:
     """``client_with(market, rules)``: the app over the seeded store, with the demo markets
     except that ``market`` runs ``risk-rules`` with exactly ``rules``."""
@@ -40,7 +39,7 @@ def client_with(seeded_url: str,
 
         raw = tomllib.loads(demo_markets_path().read_text(encoding="utf-8"))
         raw["markets"][market]["plugins"]["risk-rules"] = rules
-        app = create_app(Niaga(SqlStore(seeded_url), parse_markets(raw)),
+        app = create_app(Niaga(open_store(seeded_url), parse_markets(raw)),
                          admin_token=admin_headers["Authorization"].removeprefix("Bearer "))
         client = TestClient(app)
         client.__enter__()

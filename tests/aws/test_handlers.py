@@ -389,3 +389,109 @@ def test_the_worker_and_sweeper_do_not_import_litestar():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr or "litestar was imported"
+
+
+def _item(ddb: Any, pk: str, sk: str) -> dict[str, Any]:
+    return ddb.get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                        ConsistentRead=True).get("Item", {})
+
+
+def test_a_reservation_expires_by_ttl_until_its_order_owns_it(aws):
+    from kernel.inventory import Reservation
+    from kernel.store.dynamodb import RESERVATION_TTL_GRACE
+
+    # held for a checkout that has not become an order: DynamoDB's TTL is the backstop
+    expires = time.time() + 900
+    order_id = f"ord_{uuid.uuid4().hex[:10]}"
+    loc = next(iter(asyncio.run(aws["store"].get_stock(["BATIK-SHIRT-M"]))))[1]
+    asyncio.run(aws["store"].reserve([Reservation(order_id=order_id, sku="BATIK-SHIRT-M",
+                                                  location_id=loc, quantity=1,
+                                                  expires_at=expires)], "ID", []))
+    held = _item(aws["ddb"], f"R#{order_id}", "R")
+    assert int(held["ttl"]["N"]) == int(expires) + RESERVATION_TTL_GRACE
+    assert held["gsi4pk"]["S"] == "RESEXP"
+
+    # a placed order's hold never expires: no ttl, out of the sweeper's index
+    status, order = checkout(ready_cart())
+    assert status == 201, order
+    owned = _item(aws["ddb"], f"R#{order['id']}", "R")
+    assert owned["rows"]["M"], "the order still holds its units until they ship"
+    assert not {"ttl", "gsi4pk", "gsi4sk"} & owned.keys()
+    assert asyncio.run(aws["store"].orphan_reservations(time.time() + 10**6)) == [order_id]
+
+
+def test_a_fall_to_the_low_stock_threshold_reaches_hooks_and_eventbridge_once(aws):
+    sku = "BATIK-SHIRT-M"
+    levels = asyncio.run(aws["store"].get_stock([sku]))
+    # one location fills the cart (demo stock); the threshold sits just under its level
+    for (_, loc), level in levels.items():
+        aws["ddb"].update_item(
+            TableName=TABLE, Key={"pk": {"S": f"S#{sku}"}, "sk": {"S": f"L#{loc}"}},
+            UpdateExpression="SET lt = :lt",
+            ExpressionAttributeValues={":lt": {"N": str(level.available - 1)}})
+    mark = stream_records(aws["ddb"])[-1]["dynamodb"]["SequenceNumber"]
+
+    status, order = checkout(ready_cart(sku, quantity=2))
+    assert status == 201, order
+    records = stream_records(aws["ddb"], after=mark)
+    falls = [r for r in records if r["eventName"] == "MODIFY"
+             and r["dynamodb"]["Keys"]["pk"]["S"] == f"S#{sku}"]
+    assert len(falls) == 1, "one stock row reserved"
+    loc = falls[0]["dynamodb"]["Keys"]["sk"]["S"][2:]
+
+    assert work(records) == {"batchItemFailures": []}
+    assert work(falls) == {"batchItemFailures": []}  # the record again: written once
+    low = [r for r in stream_records(aws["ddb"], after=records[-1]["dynamodb"]["SequenceNumber"])
+           if r["eventName"] == "INSERT" and r["dynamodb"]["NewImage"]["ty"]["S"] == "stock.low"]
+    assert len(low) == 1
+    assert work(low) == {"batchItemFailures": []}
+    sent = [m for m in published(aws) if m["detail-type"] == "stock.low"]
+    assert len(sent) == 1
+    detail = sent[0]["detail"]
+    assert detail["market"] == "ID" and detail["subject"] == f"{sku}@{loc}"
+    threshold = levels[(sku, loc)].available - 1
+    assert detail["data"] == {"sku": sku, "location_id": loc, "order_id": order["id"],
+                              "available": levels[(sku, loc)].available - 2,
+                              "threshold": threshold}
+
+
+def _worker_filters() -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    root = Path(__file__).resolve().parents[2]
+    template = yaml_parse((root / "infra" / "template.yaml").read_text(encoding="utf-8"))
+    stream = template["Resources"]["WorkerFunction"]["Properties"]["Events"]["Stream"]
+    return [json.loads(f["Pattern"]) for f in stream["Properties"]["FilterCriteria"]["Filters"]]
+
+
+def test_the_stream_filter_passes_exactly_the_records_the_worker_acts_on(aws):
+    from moto.events.models import EventPattern
+
+    sku = "BATIK-SHIRT-M"
+    loc = next(iter(asyncio.run(aws["store"].get_stock([sku]))))[1]
+    aws["ddb"].update_item(
+        TableName=TABLE, Key={"pk": {"S": f"S#{sku}"}, "sk": {"S": f"L#{loc}"}},
+        UpdateExpression="SET lt = :lt", ExpressionAttributeValues={":lt": {"N": "5"}})
+    status, order = checkout(ready_cart())
+    assert status == 201, order
+    aws["ddb"].delete_item(TableName=TABLE, Key={"pk": {"S": f"R#{order['id']}"},
+                                                 "sk": {"S": "R"}})
+    records = stream_records(aws["ddb"])
+    ttl_delete = {**records[-1], "userIdentity": {"type": "Service",
+                                                  "principalId": "dynamodb.amazonaws.com"}}
+    records.append(ttl_delete)
+
+    def acted_on(r: dict[str, Any]) -> bool:  # the rules of kernel/aws/worker.py's docstring
+        pk, name = r["dynamodb"]["Keys"]["pk"]["S"], r["eventName"]
+        return ((name == "INSERT" and pk.startswith("EV#"))
+                or (name == "REMOVE" and pk.startswith("R#") and r is ttl_delete)
+                or (name == "MODIFY" and pk.startswith("S#")
+                    and r["dynamodb"]["NewImage"].get("lt", {}).get("N", "0") != "0"))
+
+    patterns = [EventPattern(json.dumps(p), p) for p in _worker_filters()]
+    passed = [r for r in records if any(p.matches_event(r) for p in patterns)]
+    assert passed == [r for r in records if acted_on(r)]
+    assert {r["eventName"] for r in passed} == {"INSERT", "MODIFY", "REMOVE"}
+    assert len(passed) < len(records) / 2, "most of the stream costs no invocation"
