@@ -9,6 +9,8 @@ import secrets
 import sys
 from pathlib import Path
 
+DEFAULT_DB = "niaga.sqlite"
+
 
 def _markets_path(value: str | None) -> Path:
     from kernel.markets import demo_markets_path
@@ -57,10 +59,16 @@ def app_from_env():
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.aws_local:
+        from kernel.aws.local import serve
+
+        return serve(host=args.host, port=args.port, template=args.template,
+                     markets=args.markets, demo=not args.no_demo, log_level=args.log_level)
     import uvicorn
 
     from kernel.errors import ConfigError
 
+    args.db = args.db or DEFAULT_DB
     token = os.environ.get("NIAGA_ADMIN_TOKEN")
     generated = not token
     token = token or "adm_" + secrets.token_urlsafe(24)
@@ -156,12 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--db", default="niaga.sqlite",
-                       help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
-    serve.add_argument("--markets", help="markets TOML file (default: the demo markets)")
+    serve.add_argument("--db", help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
+    serve.add_argument("--markets", help="markets TOML file (default: the demo markets; "
+                       "with --aws-local it goes into the markets SSM parameter)")
     serve.add_argument("--no-demo", action="store_true", help="do not load demo data")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--aws-local", action="store_true",
+                       help="the serverless shape on moto's server, in this process: the "
+                       "template's tables, parameter and bus, the API, stream worker and "
+                       "sweeper handlers (README: Run the AWS shape locally)")
+    serve.add_argument("--template", help="with --aws-local: the SAM template "
+                       "(default: infra/template.yaml of the source checkout)")
     serve.set_defaults(func=cmd_serve)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
@@ -179,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep.set_defaults(func=cmd_sweep)
 
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        if args.aws_local and args.db is not None:
+            serve.error("--db cannot be used with --aws-local: the store is the template's "
+                        "DynamoDB table on moto")
+        if args.aws_local and args.workers != 1:
+            serve.error("--workers cannot be used with --aws-local: moto runs in the process")
+        if args.template and not args.aws_local:
+            serve.error("--template is only read with --aws-local")
     return args.func(args)
 
 

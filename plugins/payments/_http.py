@@ -15,12 +15,13 @@ import hashlib
 import logging
 import re
 import threading
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from kernel import GatewayError
 from kernel.payments import WebhookEvent
+
+if TYPE_CHECKING:  # httpx is imported at the first call: it costs a cold start ~0.1 s
+    import httpx
 
 log = logging.getLogger("niaga.plugins.payments")
 
@@ -79,6 +80,8 @@ class HttpGateway:
 
     def _send(self, method: str, path: str, action: str, **kwargs: Any) -> httpx.Response:
         """One HTTPS call; timeouts and network failures become GatewayErrors naming us."""
+        import httpx
+
         try:
             response = self._client().request(method, path, **kwargs)
         except httpx.TimeoutException as exc:

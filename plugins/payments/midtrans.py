@@ -70,9 +70,8 @@ import hmac
 import json
 import os
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import msgspec
 
 from kernel import GatewayError, Market, Money, ValidationError, hookimpl
@@ -87,6 +86,9 @@ from kernel.payments import (
     WebhookRejected,
 )
 from plugins.payments._http import HttpGateway, derived_key, ignored, redact
+
+if TYPE_CHECKING:  # imported at the first call (cold start)
+    import httpx
 
 BASE_URLS = {"sandbox": "https://api.sandbox.midtrans.com",
              "production": "https://api.midtrans.com"}
@@ -179,6 +181,8 @@ class Midtrans(HttpGateway):
     # -- HTTP -------------------------------------------------------------------
 
     def _new_client(self) -> httpx.Client:
+        import httpx
+
         return httpx.Client(
             base_url=BASE_URLS[self.config.environment],
             auth=httpx.BasicAuth(self._server_key, ""),

@@ -65,9 +65,8 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from kernel import GatewayError, Market, Money, ValidationError, hookimpl
@@ -82,6 +81,9 @@ from kernel.payments import (
     WebhookRejected,
 )
 from plugins.payments._http import HttpGateway, derived_key, header, ignored, redact
+
+if TYPE_CHECKING:  # imported at the first call (cold start)
+    import httpx
 
 SIGNATURE_HEADER = "Stripe-Signature"
 
@@ -201,6 +203,8 @@ class Stripe(HttpGateway):
     # -- HTTP -------------------------------------------------------------------
 
     def _new_client(self) -> httpx.Client:
+        import httpx
+
         return httpx.Client(
             base_url=self.config.api_base,
             headers={"Authorization": f"Bearer {self._api_key}",
