@@ -47,9 +47,9 @@ _run = config.run  # one event loop per container, reused by every record
 def _events() -> Any:
     global _events_client
     if _events_client is None:
-        import boto3
+        import botocore.session  # not boto3: its import only costs cold start
 
-        _events_client = boto3.client("events")
+        _events_client = botocore.session.get_session().create_client("events")
     return _events_client
 
 

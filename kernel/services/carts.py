@@ -144,7 +144,7 @@ async def _requote_points(ctx: Niaga, cart: Cart, products: dict[str, Product]) 
 async def market_availability(ctx: Niaga, market: str, skus: list[str]) -> dict[str, int]:
     """Units available to sell in a market, per SKU, over all its locations."""
     locations = [loc.id for loc in await ctx.locations(market)]
-    stock = await ctx.store.get_stock(skus, locations)
+    stock = await ctx.store.get_stock(skus, locations, fresh=False)
     totals = dict.fromkeys(skus, 0)
     for (sku, _loc), level in stock.items():
         totals[sku] += max(level.available, 0)
@@ -235,7 +235,7 @@ async def delivery_options_for(ctx: Niaga, cart: Cart, stock: StockMap | None = 
     locations = await ctx.locations(market.code)
     if stock is None:
         stock = await ctx.store.get_stock([line.sku for line in cart.lines],
-                                          [loc.id for loc in locations])
+                                          [loc.id for loc in locations], fresh=False)
     context = DeliveryContext(cart=cart, locations=locations, stock=stock)
     plugins = ctx.plugins_for(market.code)
     if plugins.blocking:  # a carrier's rate API: keep the event loop free

@@ -63,7 +63,7 @@ async def availability(ctx: Niaga, sku: str, market_code: str) -> dict[str, Any]
     market = ctx.market(market_code)
     await get_product(ctx, sku)
     locations = await ctx.locations(market.code)
-    stock = await ctx.store.get_stock([sku], [loc.id for loc in locations])
+    stock = await ctx.store.get_stock([sku], [loc.id for loc in locations], fresh=False)
     rows = []
     for loc in locations:
         level = stock.get((sku, loc.id))

@@ -58,6 +58,9 @@ from kernel.services.carts import (
 from kernel.store.base import StockShortage
 
 log = logging.getLogger("niaga.checkout")
+# An order is placed only while its stock hold has this long left: past its window the
+# sweeper may release the hold, and an order must never stand on stock given back.
+HOLD_MARGIN = 60.0
 
 
 def request_hash(body: Any) -> str:
@@ -99,8 +102,9 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     products = await ctx.store.get_products(line.sku for line in cart.lines)
     dropped = await price_with(ctx, cart, products)
     locations = await ctx.locations(market.code)
+    # advisory: the reserve below is the conditional write that decides
     stock = await ctx.store.get_stock({line.sku for line in cart.lines},
-                                      [loc.id for loc in locations])
+                                      [loc.id for loc in locations], fresh=False)
     chosen = cart.delivery
     if await requote_delivery(ctx, cart, stock):
         await price_with(ctx, cart, products)
@@ -142,6 +146,13 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     except BaseException:
         await _release(ctx, order_id)
         raise
+    if ctx.clock() > reservations[0].expires_at - HOLD_MARGIN:
+        # the sweeper may release a hold past its window: never place an order on stock it
+        # may have given back (a gateway that answered after many minutes)
+        await _undo_payment(ctx, plugins, method, result, order_id, cart.id, idempotency_key)
+        await _release(ctx, order_id)
+        raise Conflict(f"the payment took longer than the {market.reservation_minutes}-minute "
+                       "stock hold; nothing was charged, check out again")
 
     # place the order + events in one atomic write; on failure void and release
     order = _build_order(cart, market, order_id, number, method, result, allocations, now,

@@ -102,9 +102,11 @@ class Store(ABC):
         """on_hand += delta in one conditional update; Conflict if below reserved or zero."""
 
     @abstractmethod
-    async def get_stock(self, skus: Iterable[str],
-                        location_ids: Iterable[str] | None = None) -> dict[tuple[str, str],
-                                                                             StockLevel]: ...
+    async def get_stock(self, skus: Iterable[str], location_ids: Iterable[str] | None = None,
+                        *, fresh: bool = True) -> dict[tuple[str, str], StockLevel]:
+        """Levels by (sku, location). ``fresh=False``: a read that only advises (offers,
+        allocation before the conditional reserve) and may lag a write by a moment, where
+        an engine reads that more cheaply (DynamoDB: eventually consistent, half the units)."""
 
     @abstractmethod
     async def reserve(self, reservations: list[Reservation], market: str,

@@ -1,7 +1,7 @@
 """The DynamoDB adapter of the storage port: one table, boto3, the serverless shape.
 
-Single-table design (``pk``/``sk`` strings; documents are zlib-compressed msgspec
-JSON in ``d`` to keep items, and so write units, small):
+Single-table design (``pk``/``sk`` strings; documents are msgspec JSON in ``d``,
+zlib-compressed with a preset dictionary to keep items under the 1 KB write unit):
 
 ====================  ==============  ===================================================
 pk                    sk              what
@@ -14,43 +14,49 @@ pk                    sk              what
                                       read it), ``lt`` low threshold, ``rsn``/``at`` of the
                                       last change (the stream carries them: no movement rows),
                                       ``mk``/``ro`` market and order of the last reservation
-``R#<order>``         ``R``           units held for an order: ``rows`` map
-                                      ``<sku>#<loc>`` → quantity, ``exp``; one item per
-                                      order, so a second reserve for it collides on it;
-                                      until the order is placed: GSI4 ``RESEXP`` by ``exp``
-                                      (the sweeper's orphans) and ``ttl`` (DynamoDB's backstop)
+``R#<order>``         ``R``           a checkout's hold: ``rows`` map ``<sku>#<loc>`` →
+                                      quantity, ``exp``, ``ttl`` (exp + 1 h: DynamoDB's
+                                      backstop), GSI4 ``RESEXP`` by ``exp`` (the sweeper's
+                                      orphans); one item per order, so a second reserve for it
+                                      collides on it. Placing the order copies ``rows`` onto
+                                      the order and leaves this item to the sweeper and TTL
 ``RX#<order>``        ``RX``          a reservation deleted by TTL was released (``ttl``)
-``C#<cart>``          ``C``           cart (``v`` version, ``st``, ``mk``, ``cu``, ``d``);
-                                      GSI1 ``CC#<customer>`` by updated_at
-``O#<order>``         ``O``           order (``v``, ``st``, ``d``); GSI1 ``CO#<customer>``,
-                                      GSI2 ``E#<email>``, GSI3 ``K#<card>`` by created_at,
-                                      GSI4 ``ORDERS`` by created_at, GSI5 ``DUE`` by
-                                      payment_due_at while pending_payment
-``CO#<cart>``         ``CO``          one order per cart (``o`` = order id)
+``C#<cart>``          ``C``           cart (``v`` version, ``st``, ``mk``, ``d``; ``o`` its
+                                      order once placed); GSI1 ``CC#<customer>`` by updated_at
+``O#<order>``         ``O``           order (``v``, ``st``, ``d``, ``rows`` the units it still
+                                      holds); GSI1 ``CO#<customer>``, GSI2 ``E#<email>``,
+                                      GSI3 ``K#<card>`` by created_at, GSI4 ``ORDERS`` by
+                                      created_at, GSI5 ``DUE`` by payment_due_at while
+                                      pending_payment
 ``U#<customer>``      ``U``           customer profile (``d``)
 ``EM#<email>``        ``EM``          unique email → ``u``; ``TK#<hash>``/``TK`` the same
-``EV#<event>``        ``EV``          outbox event; GSI4 ``PENDING`` by ``at`` until
-                                      delivered (then removed from the index, ``ttl`` set)
+``EV#<event>``        ``EV``          outbox event (no index: the stream relays it; ``dl``
+                                      and ``ttl`` once delivered)
 ``I#<scope>|<key>``   ``I``           idempotency record
 ``Y#<customer>``      ``A`` / ``E#<id>`` loyalty account (``bal``, ``lb``) and ledger entries
 ====================  ==============  ===================================================
 
 Every GSI projects keys only (index writes stay at one unit); documents are read
-back from the table with a consistent ``BatchGetItem``. Index reads are eventually
-consistent on AWS (moto answers at once).
+back from the table with a ``BatchGetItem``. Index reads are eventually consistent on
+AWS (moto answers at once); so are catalog reads and advisory stock reads
+(``get_stock(fresh=False)``), at half the read units. Conditional writes decide.
 
 Writes that must be atomic are one ``TransactWriteItems`` (at most 100 actions: a
-cart has at most ``kernel.cart.MAX_LINES`` lines, so a checkout fits). botocore is
-blocking: every port method runs its calls in a worker thread.
+cart has at most ``kernel.cart.MAX_LINES`` lines, so a checkout fits). A checkout is two:
+``reserve`` (a conditional update per stock row + the hold) before the payment, and
+``place_order`` (cart + order + outbox) after it. botocore is blocking: every port
+method runs its calls in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
@@ -90,12 +96,27 @@ _dec_data = msgspec.json.Decoder(dict[str, Any])
 T = TypeVar("T")
 
 
+@functools.cache
+def _zdict() -> bytes:
+    """zlib's preset dictionary for documents: a cart and an order with their values blanked
+    (kernel/data/dynamodb-zdict-v1.json). Most of a document is its keys and repeated money
+    objects, so the dictionary takes an order of 3 lines from ~1.2 KB to ~0.5 KB, under the
+    1 KB write unit. Frozen: stored documents name it by its Adler-32 (zlib's FDICT header);
+    a new version must be added beside it, never edited."""
+    return (Path(__file__).parent.parent / "data" / "dynamodb-zdict-v1.json").read_bytes()
+
+
 def _pack(obj: Any) -> dict[str, bytes]:
-    return {"B": zlib.compress(_enc.encode(obj), 6)}
+    packer = zlib.compressobj(6, zdict=_zdict())
+    return {"B": packer.compress(_enc.encode(obj)) + packer.flush()}
 
 
 def _unpack(attr: dict[str, Any], decoder: msgspec.json.Decoder[T]) -> T:
-    return decoder.decode(zlib.decompress(attr["B"]))
+    data = attr["B"]
+    if len(data) > 1 and data[1] & 0x20:  # FDICT: packed with the preset dictionary
+        unpacker = zlib.decompressobj(zdict=_zdict())
+        return decoder.decode(unpacker.decompress(data) + unpacker.flush())
+    return decoder.decode(zlib.decompress(data))  # documents written before the dictionary
 
 
 def S(value: str) -> dict[str, str]:  # DynamoDB's own type letters
@@ -160,10 +181,12 @@ class DynamoStore(Store):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            # botocore directly: boto3 adds nothing for a low-level client but its import
+            # (and s3transfer's), ~70 ms of every cold start
+            import botocore.session
 
-            self._client = boto3.client("dynamodb", region_name=self._region,
-                                        endpoint_url=self._endpoint)
+            self._client = botocore.session.get_session().create_client(
+                "dynamodb", region_name=self._region, endpoint_url=self._endpoint)
         return self._client
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -175,12 +198,14 @@ class DynamoStore(Store):
                                    ConsistentRead=True)
         return out.get("Item")
 
-    def _batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    def _batch_get(self, keys: list[tuple[str, str]], consistent: bool = True
+                   ) -> dict[tuple[str, str], dict[str, Any]]:
         found: dict[tuple[str, str], dict[str, Any]] = {}
         keys = list(dict.fromkeys(keys))
         for i in range(0, len(keys), 100):
             pending: dict[str, Any] = {self.table_name: {
-                "Keys": [_key(pk, sk) for pk, sk in keys[i:i + 100]], "ConsistentRead": True}}
+                "Keys": [_key(pk, sk) for pk, sk in keys[i:i + 100]],
+                "ConsistentRead": consistent}}
             while pending:
                 out = self.client.batch_get_item(RequestItems=pending)
                 for item in out.get("Responses", {}).get(self.table_name, []):
@@ -190,7 +215,7 @@ class DynamoStore(Store):
 
     def _query(self, *, index: str | None = None, pk: str, sk_cond: str = "",
                values: dict[str, Any] | None = None, forward: bool = True,
-               limit: int | None = None,
+               limit: int | None = None, consistent: bool = True,
                stop: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
         """All items (up to ``limit``) of one partition, paging; ``stop``: the first item it
         is true for ends the listing (and is left out)."""
@@ -206,7 +231,7 @@ class DynamoStore(Store):
         if index:
             args["IndexName"] = index
         else:
-            args["ConsistentRead"] = True
+            args["ConsistentRead"] = consistent
         items: list[dict[str, Any]] = []
         while True:
             if limit is not None:
@@ -346,7 +371,8 @@ class DynamoStore(Store):
         keys = [("CATALOG", f"P#{sku}") for sku in dict.fromkeys(skus)]
         if not keys:
             return {}
-        items = await self._run(self._batch_get, keys)
+        # eventually consistent (half the read units): a catalog edit shows within a second
+        items = await self._run(self._batch_get, keys, False)
         products = [_unpack(item["d"], _dec_product) for item in items.values()]
         return {p.sku: p for p in sorted(products, key=lambda p: p.sku)}
 
@@ -431,31 +457,32 @@ class DynamoStore(Store):
                            at: float) -> StockLevel:
         return await self._run(self._adjust_stock, sku, location_id, delta, reason, at)
 
-    def _get_stock(self, skus: list[str], locs: list[str] | None
+    def _get_stock(self, skus: list[str], locs: list[str] | None, fresh: bool
                    ) -> dict[tuple[str, str], StockLevel]:
-        if locs is not None:
+        if locs is not None and fresh:
             items = self._batch_get([(f"S#{s}", f"L#{loc}") for s in skus for loc in locs])
             levels = [self._level(item) for item in items.values()]
-        else:
+        else:  # one query per SKU: its rows are one partition, read in one unit per 4 KB
+            wanted = None if locs is None else set(locs)
             levels = [self._level(item) for s in skus
-                      for item in self._query(pk=f"S#{s}")]
+                      for item in self._query(pk=f"S#{s}", consistent=fresh)
+                      if wanted is None or item["sk"]["S"][2:] in wanted]
         return {(lv.sku, lv.location_id): lv
                 for lv in sorted(levels, key=lambda lv: (lv.sku, lv.location_id))}
 
     async def get_stock(self, skus: Iterable[str],
-                        location_ids: Iterable[str] | None = None
+                        location_ids: Iterable[str] | None = None, *, fresh: bool = True
                         ) -> dict[tuple[str, str], StockLevel]:
         skus = list(dict.fromkeys(skus))
         locs = None if location_ids is None else list(dict.fromkeys(location_ids))
         if not skus or locs == []:
             return {}
-        return await self._run(self._get_stock, skus, locs)
+        return await self._run(self._get_stock, skus, locs, fresh)
 
     def _event_put(self, event: Event) -> dict[str, Any]:
         return self._put({**_key(f"EV#{event.id}", "EV"), "ty": S(event.type),
                           "mk": S(event.market), "sub": S(event.subject), "at": N(event.at),
-                          "data": S(_enc.encode(event.data).decode()),
-                          "gsi4pk": S("PENDING"), "gsi4sk": N(event.at)},
+                          "data": S(_enc.encode(event.data).decode())},
                          "attribute_not_exists(pk)")
 
     def _reserve(self, reservations: list[Reservation], market: str,
@@ -605,6 +632,12 @@ class DynamoStore(Store):
         if not ids:
             return []
         placed = self._batch_get([(f"O#{i}", "O") for i in ids])
+        done = [i for i in ids if (f"O#{i}", "O") in placed]
+        for i in range(0, len(done), 25):  # the order holds their units: drop them
+            requests = [{"DeleteRequest": {"Key": _key(f"R#{o}", "R")}} for o in done[i:i + 25]]
+            while requests:
+                out = self.client.batch_write_item(RequestItems={self.table_name: requests})
+                requests = out.get("UnprocessedItems", {}).get(self.table_name, [])
         return [i for i in ids if (f"O#{i}", "O") not in placed]
 
     async def orphan_reservations(self, now: float) -> list[str]:
@@ -642,10 +675,16 @@ class DynamoStore(Store):
         item = await self._run(self._get, f"C#{cart_id}", "C")
         return _unpack(item["d"], _dec_cart) if item else None
 
-    def _cart_update(self, cart: Cart, expected_version: int) -> dict[str, Any]:
+    def _cart_update(self, cart: Cart, expected_version: int, order_id: str | None = None
+                     ) -> dict[str, Any]:
         expression, values = self._cart_set(cart)
+        condition = "v = :ev"
+        if order_id is not None:  # the cart's one order: ``o`` on the cart item
+            expression = expression.replace("SET ", "SET o = :o, ", 1)
+            values[":o"] = S(order_id)
+            condition += " AND attribute_not_exists(o)"
         return self._update(f"C#{cart.id}", "C", expression, {**values,
-                            ":ev": N(expected_version)}, "v = :ev")
+                            ":ev": N(expected_version)}, condition)
 
     async def save_cart(self, cart: Cart, expected_version: int) -> None:
         def save() -> None:
@@ -699,9 +738,17 @@ class DynamoStore(Store):
         return fields, absent
 
     def _order_update(self, order: Order, condition: str | None = None,
-                      values: dict[str, Any] | None = None) -> dict[str, Any]:
+                      values: dict[str, Any] | None = None,
+                      rows: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
+        """``rows``: the units the order still holds, when they changed (None: unchanged)."""
         fields, absent = self._order_fields(order)
-        names = {f"#{name}": name for name in fields}
+        if rows is not None:
+            kept = {f"{sku}#{loc}": N(q) for (sku, loc), q in sorted(rows.items()) if q}
+            if kept:
+                fields["rows"] = {"M": kept}
+            else:
+                absent.append("#rows")
+        names = {f"#{name}": name for name in [*fields, *(["rows"] if "#rows" in absent else [])]}
         expression = "SET " + ", ".join(f"#{name} = :{name}" for name in fields)
         if absent:
             expression += " REMOVE " + ", ".join(absent)
@@ -760,19 +807,19 @@ class DynamoStore(Store):
                      events: list[Event], ledger: Sequence[LedgerEntry]) -> None:
         for _ in range(5):
             fields, _absent = self._order_fields(order)
+            # the units the order holds (its allocations, as reserve held them) move onto the
+            # order item; the reservation item is left to TTL and the sweeper's cleanup
+            rows: dict[str, int] = {}
+            for a in order.allocations:
+                rows[f"{a.sku}#{a.location_id}"] = rows.get(f"{a.sku}#{a.location_id}",
+                                                            0) + a.quantity
+            if rows:
+                fields["rows"] = {"M": {k: N(q) for k, q in rows.items()}}
             actions = [
-                self._cart_update(cart, expected_cart_version),
+                self._cart_update(cart, expected_cart_version, order.id),
                 self._put({**_key(f"O#{order.id}", "O"), **fields}, "attribute_not_exists(pk)"),
-                self._put({**_key(f"CO#{order.cart_id}", "CO"), "o": S(order.id)},
-                          "attribute_not_exists(pk)"),
                 *[self._event_put(e) for e in events],
             ]
-            held = 0
-            if order.allocations:  # the order owns its held stock now: no expiry, no TTL
-                held = len(actions)
-                actions.append(self._update(f"R#{order.id}", "R",
-                                            "REMOVE gsi4pk, gsi4sk, #ttl", None,
-                                            "attribute_exists(pk)", {"#ttl": "ttl"}))
             offset = len(actions)
             applied, ledger_actions, debits = (self._ledger_actions(ledger) if ledger
                                                else ([], [], []))
@@ -787,13 +834,13 @@ class DynamoStore(Store):
                 reasons = exc.reasons
                 failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
                 if 0 in failed:
+                    stored = self._get(f"C#{cart.id}", "C") or {}
+                    if "o" in stored and _int(stored, "v") == expected_cart_version:
+                        raise Conflict(f"cart {cart.id} already has an order") from exc
                     raise VersionConflict(f"cart {cart.id} changed during checkout; read it "
                                           "and check out again") from exc
-                if 1 in failed or 2 in failed:
-                    raise Conflict(f"cart {cart.id} already has an order") from exc
-                if held and held in failed:
-                    raise Conflict(f"the stock held for order {order.number} was released "
-                                   "(its reservation expired); check out again") from exc
+                if 1 in failed:
+                    raise Conflict(f"order {order.id} exists already") from exc
                 conflict = self._ledger_conflict(reasons, offset, debits)
                 if conflict is not None:
                     raise conflict from exc
@@ -811,8 +858,8 @@ class DynamoStore(Store):
         return _unpack(item["d"], _dec_order) if item else None
 
     async def get_order_by_cart(self, cart_id: str) -> Order | None:
-        item = await self._run(self._get, f"CO#{cart_id}", "CO")
-        return await self.get_order(item["o"]["S"]) if item else None
+        item = await self._run(self._get, f"C#{cart_id}", "C")
+        return await self.get_order(item["o"]["S"]) if item and "o" in item else None
 
     def _orders(self, keys: list[dict[str, Any]]) -> list[Order]:
         items = self._batch_get([(k["pk"]["S"], "O") for k in keys])
@@ -842,12 +889,14 @@ class DynamoStore(Store):
     def _save_order(self, order: Order, expected_version: int, events: list[Event],
                     effects: StockEffects | None, idempotency: IdempotencyRecord | None
                     ) -> None:
-        actions = [self._order_update(order, "v = :ev", {":ev": N(expected_version)})]
+        rows_after: dict[tuple[str, str], int] | None = None
+        actions: list[dict[str, Any]] = []
         if effects is not None:
             stock: dict[tuple[str, str], list[int]] = {}  # (sku, loc) -> [oh, rv, av] deltas
-            res_item = (self._get(f"R#{order.id}", "R")
-                        if effects.release or effects.fulfil else None)
-            held = self._held(res_item)
+            # the units the order holds are on its item (``rows``, from place_order); the
+            # version condition of the update below guards them
+            held = (self._held(self._get(f"O#{order.id}", "O"))
+                    if effects.release or effects.fulfil else {})
             left = dict(held)
             for item in effects.fulfil:
                 d = stock.setdefault((item.sku, item.location_id), [0, 0, 0])
@@ -860,20 +909,16 @@ class DynamoStore(Store):
                 d = stock.setdefault((item.sku, item.location_id), [0, 0, 0])
                 d[0] += item.quantity
                 d[2] += item.quantity
-            if res_item is not None:
-                same = ("#rows = :rows", {":rows": res_item["rows"]}, {"#rows": "rows"})
+            if held:
                 if effects.release:
-                    actions.append(self._delete(f"R#{order.id}", "R", *same))
+                    rows_after = {}
                     for (sku, loc), rest in left.items():
                         if rest:
                             d = stock.setdefault((sku, loc), [0, 0, 0])
                             d[1] -= rest
                             d[2] += rest
                 elif left != held:
-                    actions.append(self._update(
-                        f"R#{order.id}", "R", "SET #rows = :new",
-                        {":new": {"M": {f"{k[0]}#{k[1]}": N(q) for k, q in left.items()}},
-                         **same[1]}, same[0], same[2]))
+                    rows_after = left
             reason = "return" if effects.restock else "order"
             at = order.history[-1].at if order.history else time.time()
             for (sku, loc), (oh, rv, av) in sorted(stock.items()):
@@ -883,6 +928,8 @@ class DynamoStore(Store):
                         "SET oh = oh + :oh, rv = rv + :rv, av = av + :av, rsn = :r, #at = :at",
                         {":oh": N(oh), ":rv": N(rv), ":av": N(av), ":r": S(reason),
                          ":at": N(at)}, "attribute_exists(pk)", {"#at": "at"}))
+        actions.insert(0, self._order_update(order, "v = :ev", {":ev": N(expected_version)},
+                                             rows_after))
         actions += [self._event_put(e) for e in events]
         if idempotency is not None:
             actions.append(self._put({
@@ -1038,17 +1085,24 @@ class DynamoStore(Store):
 
     # outbox and idempotency --------------------------------------------------
     def _pending(self, limit: int) -> list[Event]:
-        keys = self._query(index="gsi4", pk="PENDING", limit=limit)
-        items = self._batch_get([(k["pk"]["S"], "EV") for k in keys])
-        events = []
-        for k in keys:
-            i = items.get((k["pk"]["S"], "EV"))
-            if i is None or "gsi4pk" not in i:
-                continue  # delivered meanwhile (the index lags the table)
-            events.append(self.event_from_item(i))
-        return events
+        args: dict[str, Any] = {
+            "TableName": self.table_name, "ConsistentRead": True,
+            "FilterExpression": "sk = :ev AND attribute_not_exists(dl)",
+            "ExpressionAttributeValues": {":ev": S("EV")}}
+        items: list[dict[str, Any]] = []
+        while True:
+            out = self.client.scan(**args)
+            items += out.get("Items", [])
+            if "LastEvaluatedKey" not in out:
+                break
+            args["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        items.sort(key=lambda i: float(i["at"]["N"]))
+        return [self.event_from_item(i) for i in items[:limit]]
 
     async def pending_events(self, limit: int = 100) -> list[Event]:
+        """Undelivered outbox events, oldest first, by a Scan: on AWS the table's stream
+        relays the outbox (kernel/aws/worker.py), so events carry no index a checkout would
+        pay for; this serves an in-process relay (development) and operators."""
         return await self._run(self._pending, limit)
 
     def _mark_delivered(self, ids: list[str], at: float) -> None:
@@ -1056,7 +1110,7 @@ class DynamoStore(Store):
             try:
                 self.client.update_item(
                     TableName=self.table_name, Key=_key(f"EV#{event_id}", "EV"),
-                    UpdateExpression="SET dl = :at, #ttl = :ttl REMOVE gsi4pk, gsi4sk",
+                    UpdateExpression="SET dl = :at, #ttl = :ttl",
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeNames={"#ttl": "ttl"},
                     ExpressionAttributeValues={":at": N(at),

@@ -354,7 +354,7 @@ class SqlStore(Store):
             return self._level(rows[0])
 
     async def get_stock(self, skus: Iterable[str],
-                        location_ids: Iterable[str] | None = None
+                        location_ids: Iterable[str] | None = None, *, fresh: bool = True
                         ) -> dict[tuple[str, str], StockLevel]:
         skus = list(dict.fromkeys(skus))
         if not skus:

@@ -396,7 +396,7 @@ def _item(ddb: Any, pk: str, sk: str) -> dict[str, Any]:
                         ConsistentRead=True).get("Item", {})
 
 
-def test_a_reservation_expires_by_ttl_until_its_order_owns_it(aws):
+def test_a_reservation_expires_by_ttl_and_a_placed_order_holds_its_units_itself(aws):
     from kernel.inventory import Reservation
     from kernel.store.dynamodb import RESERVATION_TTL_GRACE
 
@@ -411,13 +411,28 @@ def test_a_reservation_expires_by_ttl_until_its_order_owns_it(aws):
     assert int(held["ttl"]["N"]) == int(expires) + RESERVATION_TTL_GRACE
     assert held["gsi4pk"]["S"] == "RESEXP"
 
-    # a placed order's hold never expires: no ttl, out of the sweeper's index
+    # a placed order carries the units it holds; its reservation item is left behind
     status, order = checkout(ready_cart())
     assert status == 201, order
-    owned = _item(aws["ddb"], f"R#{order['id']}", "R")
-    assert owned["rows"]["M"], "the order still holds its units until they ship"
-    assert not {"ttl", "gsi4pk", "gsi4sk"} & owned.keys()
+    placed = _item(aws["ddb"], f"O#{order['id']}", "O")
+    reservation = _item(aws["ddb"], f"R#{order['id']}", "R")
+    assert placed["rows"] == reservation["rows"], "the order holds what was reserved"
+
+    # the sweeper's scan past both windows: only the unplaced one is an orphan, and the
+    # placed order's leftover reservation item is dropped on the way
     assert asyncio.run(aws["store"].orphan_reservations(time.time() + 10**6)) == [order_id]
+    assert _item(aws["ddb"], f"R#{order['id']}", "R") == {}
+    assert _item(aws["ddb"], f"R#{order_id}", "R") != {}
+
+    # cancelling gives the held units back, from the order item
+    before = asyncio.run(aws["store"].get_stock(["BATIK-SHIRT-M"]))
+    status, cancelled = call("POST", f"/admin/orders/{order['id']}/cancel", {},
+                             {"Authorization": f"Bearer {ADMIN}"})
+    assert status == 200, cancelled
+    after = asyncio.run(aws["store"].get_stock(["BATIK-SHIRT-M"]))
+    assert sum(lv.reserved for lv in before.values()) - sum(
+        lv.reserved for lv in after.values()) == 2  # ready_cart's 2 units
+    assert "rows" not in _item(aws["ddb"], f"O#{order['id']}", "O")
 
 
 def test_a_fall_to_the_low_stock_threshold_reaches_hooks_and_eventbridge_once(aws):

@@ -79,3 +79,34 @@ async def test_a_checkout_that_died_after_reserving_is_released_by_the_sweeper(n
     clock.now += 16 * 60
     assert (await orders.sweep(niaga))["units_released"] == 2
     assert await _available(niaga, sku) == before
+
+
+async def test_a_payment_answered_after_the_stock_hold_places_no_order(niaga, monkeypatch):
+    """The sweeper may give back a hold past its window; an order must not stand on it."""
+    import pytest
+
+    from kernel.errors import Conflict
+    from kernel.services import checkout as checkout_service
+    from plugins.payments.testpay import TestPay
+
+    clock = Clock(1_800_000_000.0)
+    niaga.clock = clock
+    sku = "TEA-JAVA-BLACK"
+    before = await _available(niaga, sku)
+    cart = await _cart(niaga, sku, 2)
+    authorize = checkout_service._authorize
+    hold = niaga.market("DE").reservation_minutes * 60
+
+    async def slow_gateway(*args, **kwargs):
+        result = await authorize(*args, **kwargs)
+        clock.now += hold - checkout_service.HOLD_MARGIN + 1  # answered just too late
+        return result
+
+    monkeypatch.setattr(checkout_service, "_authorize", slow_gateway)
+    with pytest.raises(Conflict) as info:
+        await checkout(niaga, cart.id, {"method": "testpay", "token": "tok_ok"}, "late-1", "h")
+    assert "stock hold" in str(info.value)
+    assert await niaga.store.get_order_by_cart(cart.id) is None
+    assert await _available(niaga, sku) == before, "the hold was released at once"
+    assert TestPay.calls_of("void") or TestPay.calls_of("refund"), "the payment was undone"
+    assert (await niaga.store.get_cart(cart.id)).status == "open"
