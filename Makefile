@@ -39,17 +39,21 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_checkout.py --out docs/BENCHMARKS.md
 	$(BIN)/python tests/bench/bench_hooks.py --out docs/BENCHMARKS.md
+	$(BIN)/python tests/bench/bench_aws.py --out docs/BENCHMARKS.md
 
 # The serverless shape (infra/README.md). Needs the AWS SAM CLI, Docker (arm64 wheels are
 # built in the Lambda build image) and AWS credentials; the template itself is tested by
-# tests/aws/test_infra.py (cfn-lint, aws-sam-translator, deployed into moto).
+# tests/aws/test_infra.py (cfn-lint, aws-sam-translator, deployed into moto), the package by
+# tests/aws/test_package.py. infra/package.py stages the project with its dist-info (the
+# plugins' entry points), then prunes what sam build installed (Babel locales outside
+# NIAGA_LOCALES or the demo markets' languages, Litestar's CLI and example factories).
 SAM ?= sam
-deploy:
-	rm -rf build/lambda && mkdir -p build/lambda
-	cp -R kernel plugins build/lambda/
+deploy: $(STAMP)
+	rm -rf build/lambda .aws-sam/build
+	$(BIN)/python infra/package.py stage build/lambda
 	cp infra/requirements.txt build/lambda/requirements.txt
-	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
 	$(SAM) build --template infra/template.yaml --use-container
+	for fn in .aws-sam/build/*/; do $(BIN)/python infra/package.py prune "$$fn" || exit 1; done
 	$(SAM) deploy --guided --capabilities CAPABILITY_IAM
 
 clean:
