@@ -94,9 +94,9 @@ def plugins_with(market: Market, *instances: tuple[str, Any]) -> MarketPlugins:
     the last one registered is asked first.
     """
     from kernel import hookspecs
-    from kernel.plugins import KernelDefaults, MarketPlugins
+    from kernel.plugins import KernelDefaults, MarketPlugins, PluginManager
 
-    pm = pluggy.PluginManager("niaga")
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     pm.register(KernelDefaults(), name="kernel")
     for name, obj in instances:
@@ -120,6 +120,8 @@ def check_plugin_conformance(plugin: Any) -> list[str]:
     implemented = 0
     for attr, member in inspect.getmembers(plugin):
         if not attr.startswith("niaga_"):
+            if hasattr(member, "niaga_impl"):  # the kernel looks only at niaga_* names
+                problems.append(f"{attr}: a hook implementation must be named niaga_<hook>")
             continue
         spec = getattr(hookspecs, attr, None)
         if spec is None:

@@ -21,6 +21,18 @@ from kernel.api.orders import MeController, OrderController
 from kernel.api.storefront import StorefrontController
 from kernel.runtime import Niaga
 
+
+class _MsgspecOnly(Litestar):
+    """Litestar without the pydantic and attrs plugins it adds whenever those libraries are
+    importable: the API speaks msgspec only, so whether a test or tool happened to install
+    pydantic must change neither its behaviour nor its cold start (~0.14 s to import)."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[Any]) -> list[Any]:
+        from litestar.plugins.core import MsgspecDIPlugin
+
+        return [*plugins, MsgspecDIPlugin()]
+
 MAX_BODY_BYTES = 256 * 1024  # carts and admin bodies are small; webhooks too
 
 
@@ -63,7 +75,7 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
             if manage_lifecycle:
                 await niaga.close()
 
-    return Litestar(
+    return _MsgspecOnly(
         route_handlers=[StorefrontController, CartController, OrderController, MeController,
                         AdminController, WebhookController, *(extra_route_handlers or [])],
         dependencies={"niaga": Provide(lambda: niaga, sync_to_thread=False, use_cache=True)},

@@ -44,3 +44,30 @@ def test_the_demo_markets_load_with_every_first_party_plugin():
     assert us.implementers("niaga_calculate_taxes") == ["us-sales-tax"]
     assert set(managers["DE"].implementers("niaga_delivery_options")) == {
         "flat-rate", "store-pickup"}
+
+
+def test_only_the_plugins_a_market_enables_are_imported():
+    """A Lambda container pays the import of what its markets run, not of every plugin."""
+    import json
+    import subprocess
+    import sys
+
+    script = """
+import json, sys, tomllib
+from kernel.markets import demo_markets_path, parse_markets
+from kernel.plugins import Registry, build_market_plugins
+registry = Registry()
+raw = tomllib.loads(demo_markets_path().read_text(encoding="utf-8"))
+de = raw["markets"]["DE"]
+de["plugins"] = {k: v for k, v in de["plugins"].items() if k in ("vat", "testpay")}
+markets = parse_markets({"markets": {"DE": de}})
+build_market_plugins(markets, registry)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("plugins."))))
+print(len(registry.names()))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.splitlines()
+    plugin_modules = {t.partition(":")[0] for t in ENTRY_POINTS.values()}
+    imported = set(json.loads(out[0])) & plugin_modules
+    assert imported == {"plugins.tax.vat", "plugins.payments.testpay"}, imported
+    assert int(out[1]) >= len(ENTRY_POINTS), "every installed plugin is still listed"

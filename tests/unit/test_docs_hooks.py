@@ -169,3 +169,21 @@ def test_the_example_test_module_passes(example_plugin):
 def test_every_python_block_on_the_page_is_valid_python():
     for block in _python_blocks(_text()):
         ast.parse(block)
+
+
+def test_a_hook_implementation_not_named_niaga_is_a_conformance_problem():
+    from kernel import hookimpl
+
+    class Misnamed:
+        name, family = "misnamed", "tax"
+
+        @hookimpl
+        def calculate_taxes(self, request):  # the kernel only looks at niaga_* names
+            return None
+
+        @hookimpl
+        def niaga_calculate_taxes(self, request):
+            return None
+
+    assert check_plugin_conformance(Misnamed) == [
+        "calculate_taxes: a hook implementation must be named niaga_<hook>"]
