@@ -91,5 +91,9 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
                 "bearer": SecurityScheme(type="http", scheme="bearer",
                                          description="admin or customer token")}),
         ),
+        # no Litestar logging setup (a queue-listener thread on stderr): errors are logged
+        # by kernel.api.errors to "niaga.api", and the host configures logging (uvicorn,
+        # the Lambda runtime, Powertools)
+        logging_config=None,
         debug=False,
     )

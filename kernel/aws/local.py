@@ -458,12 +458,12 @@ class ApiGateway:
         await send({"type": "http.response.body", "body": body})
 
 
-def _jsonable(value: Any) -> Any:
+def as_lambda_json(value: Any) -> Any:
     """A boto3 stream record as Lambda delivers it: binary as base64, times as epoch."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: as_lambda_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [as_lambda_json(v) for v in value]
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dt.datetime):
@@ -516,7 +516,7 @@ class StreamWorker(threading.Thread):
                     self.iterator = out.get("NextShardIterator")
                     self.stop.wait(self.wait_s)
                     continue
-                shaped = [{**_jsonable(r), "eventSourceARN": self.arn} for r in records]
+                shaped = [{**as_lambda_json(r), "eventSourceARN": self.arn} for r in records]
                 passed = [r for r in shaped
                           if not self.filters or any(f.matches_event(r) for f in self.filters)]
                 failed = self.deliver(passed) if passed else None

@@ -264,3 +264,32 @@ def test_reusing_a_failed_checkouts_key_with_another_body_is_422(client):
     ok = {"payment": {"method": "testpay", "token": "tok_ok"}}
     r = client.post(f"/carts/{cart['id']}/checkout", json=ok, headers=headers)
     assert_problem(r, 422, "Idempotency-Key")
+
+
+def test_a_cart_of_the_most_lines_checks_out_in_one_write_and_one_more_is_422(
+        client, admin_headers):
+    """MAX_LINES keeps a checkout inside one atomic write on every store (DynamoDB:
+    TransactWriteItems takes at most 100 actions)."""
+    from kernel.cart import MAX_LINES
+
+    skus = [f"BULK-{i:03d}" for i in range(MAX_LINES + 1)]
+    for sku in skus:
+        body = {"names": {"en-US": f"Bulk item {sku}"}, "tax_class": "standard",
+                "weight_grams": 10, "prices": {"DE": {"amount": "1.00", "currency": "EUR"}}}
+        assert client.put(f"/admin/products/{sku}", json=body,
+                          headers=admin_headers).status_code in (200, 201)
+        r = client.put(f"/admin/inventory/{sku}/de-lej-wh", json={"on_hand": 5},
+                       headers=admin_headers)
+        assert r.status_code == 200, r.text
+    cart = ready_cart(client, "DE", {sku: 1 for sku in skus[:MAX_LINES]})
+    assert len(cart["lines"]) == MAX_LINES
+
+    r = client.post(f"/carts/{cart['id']}/lines", json={"sku": skus[-1], "quantity": 1})
+    problem = assert_problem(r, 422, "sku")
+    assert str(MAX_LINES) in problem["detail"] or str(MAX_LINES) in str(problem["errors"])
+
+    r = checkout(client, cart["id"])
+    assert r.status_code == 201, r.text
+    order = assert_order(r.json())
+    assert len(order["lines"]) == MAX_LINES
+    assert _avail(client, [skus[0]], market="DE")[skus[0]]["available"] == 4

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -166,21 +165,11 @@ def checkout(cart_id: str, method: str = "testpay", key: str | None = None,
 
 # -- the table's stream, as Lambda would receive it ----------------------------------------
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, dt.datetime):
-        return int(value.timestamp())
-    return value
-
-
 def stream_records(ddb: Any, after: str | None = None) -> list[dict[str, Any]]:
     """Every record of the table's stream (after a sequence number), JSON-shaped."""
     import boto3
+
+    from kernel.aws.local import as_lambda_json
 
     streams = boto3.client("dynamodbstreams")
     arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
@@ -194,7 +183,7 @@ def stream_records(ddb: Any, after: str | None = None) -> list[dict[str, Any]]:
             if not out["Records"]:
                 break
             it = out.get("NextShardIterator")
-    records = [{**_jsonable(r), "eventSourceARN": arn} for r in records]
+    records = [{**as_lambda_json(r), "eventSourceARN": arn} for r in records]
     if after is not None:
         records = [r for r in records
                    if int(r["dynamodb"]["SequenceNumber"]) > int(after)]
