@@ -399,3 +399,24 @@ async def test_concurrent_sign_ups_with_one_email(store, build):
     assert all([e["field"] for e in r.errors] == ["email"] for r in conflicts)
     [winner] = [c for c, r in zip(customers, results, strict=True) if r is None]
     assert await store.get_customer_by_email("same@example.com") == winner
+
+
+async def test_lines_added_from_two_channels_at_once_are_never_lost(niaga):
+    """The same cart edited from the web and the app at once: every edit is either in the
+    cart or refused with a 409 (VersionConflict after the retries), never silently lost."""
+    cart = await create_cart(niaga, "DE", "web", None)
+    skus = [p.sku for p in await niaga.store.list_products() if "DE" in p.prices][:6]
+    channels = ["web", "app"] * 3
+    results = await asyncio.gather(
+        *[add_line(niaga, cart.id, sku, 1, channel) for sku, channel in zip(skus, channels,
+                                                                            strict=False)],
+        return_exceptions=True)
+    won = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, VersionConflict) for r in refused), refused
+    assert won, "some edit went through"
+
+    final = await niaga.store.get_cart(cart.id)
+    assert sorted(line.sku for line in final.lines) == sorted(skus[i] for i in won)
+    assert final.version == cart.version + len(won), "one version per applied edit"
+    assert set(final.channels) == {"web", *(channels[i] for i in won)}
