@@ -10,7 +10,7 @@ SERVE_ARGS ?=
 
 help:
 	@echo "make serve   - set up .venv, install, serve the API on SQLite with demo data (port 8000)"
-	@echo "make test    - set up .venv, install, run the whole test suite (SQLite and PostgreSQL)"
+	@echo "make test    - set up .venv, install, run the whole test suite (SQLite, PostgreSQL, DynamoDB on moto)"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks; figures go to docs/BENCHMARKS.md"
 	@echo "make deploy  - sam build + sam deploy --guided (needs the SAM CLI and an AWS account; infra/README.md)"
@@ -30,8 +30,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/niaga serve $(SERVE_ARGS)
 
+# Two workers (pytest-xdist), a test file per worker: the suite's fixtures are per file or
+# finer, each worker gets its own PostgreSQL database. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check kernel plugins tests
