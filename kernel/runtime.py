@@ -7,6 +7,7 @@ The HTTP app, the CLI and (later) the Lambda handlers each build one
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -33,6 +34,7 @@ class Niaga:
         self.clock = clock
         self._locations: tuple[float, list[Location]] | None = None
         self._fx: tuple[float, dict[str, dict[str, str]]] | None = None
+        self._plugin_pool: Any = None
         from kernel.services.events import Dispatcher
 
         self.dispatcher = Dispatcher(self)
@@ -77,14 +79,27 @@ class Niaga:
         money movements carry idempotency keys the kernel can use to undo them.
         """
         timeout = self.plugins_for(market).timeout_for(plugin)
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(functools.partial(fn, *args, **kwargs)), timeout)
+                asyncio.get_running_loop().run_in_executor(self._plugins_executor(), call),
+                timeout)
         except TimeoutError as exc:
             from kernel.errors import GatewayError
 
             raise GatewayError(f"{plugin} did not answer within {timeout:g} s",
                                plugin=plugin) from exc
+
+    def _plugins_executor(self) -> Any:
+        """Threads of their own for plugin calls: in the loop's default pool they would
+        queue behind blocking store calls (DynamoDB's) under load, and the plugin's timeout
+        would count the wait, failing a gateway that answered in time."""
+        if self._plugin_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._plugin_pool = ThreadPoolExecutor(max_workers=32,
+                                                   thread_name_prefix="niaga-plugin")
+        return self._plugin_pool
 
     async def start(self) -> None:
         await self.store.start()
@@ -92,3 +107,6 @@ class Niaga:
     async def close(self) -> None:
         await self.dispatcher.stop()
         await self.store.close()
+        if self._plugin_pool is not None:
+            self._plugin_pool.shutdown(wait=False)
+            self._plugin_pool = None

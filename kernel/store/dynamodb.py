@@ -51,6 +51,7 @@ method runs its calls in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import time
 import zlib
@@ -79,6 +80,7 @@ MAX_ACTIONS = 100  # TransactWriteItems
 assert MAX_LINES + 2 <= MAX_ACTIONS, "a cart's lines must fit one reserve transaction"
 
 GSIS = ("gsi1", "gsi2", "gsi3", "gsi4", "gsi5")
+POOL_SIZE = 10  # threads for blocking calls = botocore's default max_pool_connections
 DELIVERED_TTL = 7 * 86400  # delivered outbox events are kept a week, then DynamoDB drops them
 # An unplaced reservation's item expires by TTL this long after its window: the sweeper
 # releases it on time; TTL (lazy, up to days) is the backstop if the sweeper is not running,
@@ -169,6 +171,7 @@ class DynamoStore(Store):
         self._client = client
         self._region = region_name
         self._endpoint = endpoint_url
+        self._pool: Any = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> DynamoStore:
@@ -190,7 +193,15 @@ class DynamoStore(Store):
         return self._client
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        # a pool of its own, as large as botocore's connection pool: store calls neither
+        # starve the loop's default pool nor wait for a connection inside a thread
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE,
+                                            thread_name_prefix="niaga-dynamodb")
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     # low-level helpers (sync, run in a worker thread) ------------------------
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
@@ -308,7 +319,9 @@ class DynamoStore(Store):
         return None
 
     async def close(self) -> None:
-        return None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     async def create_schema(self) -> None:
         await self._run(self._create_schema)
