@@ -33,6 +33,11 @@ from kernel.store.base import Customer
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False,
                                                  description="required: makes retries safe")]
+Channel = Annotated[str | None, Parameter(
+    header="Niaga-Channel", required=False, max_length=32,
+    description="the channel this request comes from (web, app, pos, marketplace, social; "
+                "one of the market's): the cart and its order record every channel that "
+                "touched the cart")]
 
 
 class CartController(Controller):
@@ -48,21 +53,25 @@ class CartController(Controller):
         return cart_read(await carts.view_cart(niaga, cart_id))
 
     @post("/{cart_id:str}/lines", status_code=200)
-    async def add_line(self, niaga: Niaga, cart_id: str, data: LineCreate) -> CartRead:
-        return cart_read(await carts.add_line(niaga, cart_id, data.sku, data.quantity))
+    async def add_line(self, niaga: Niaga, cart_id: str, data: LineCreate,
+                       channel: Channel = None) -> CartRead:
+        return cart_read(await carts.add_line(niaga, cart_id, data.sku, data.quantity, channel))
 
     @patch("/{cart_id:str}/lines/{line_id:str}")
     async def update_line(self, niaga: Niaga, cart_id: str, line_id: str,
-                          data: LineUpdate) -> CartRead:
-        return cart_read(await carts.set_quantity(niaga, cart_id, line_id, data.quantity))
+                          data: LineUpdate, channel: Channel = None) -> CartRead:
+        return cart_read(await carts.set_quantity(niaga, cart_id, line_id, data.quantity,
+                                                  channel))
 
     @delete("/{cart_id:str}/lines/{line_id:str}", status_code=200)
-    async def remove_line(self, niaga: Niaga, cart_id: str, line_id: str) -> CartRead:
-        return cart_read(await carts.remove_line(niaga, cart_id, line_id))
+    async def remove_line(self, niaga: Niaga, cart_id: str, line_id: str,
+                          channel: Channel = None) -> CartRead:
+        return cart_read(await carts.remove_line(niaga, cart_id, line_id, channel))
 
     @put("/{cart_id:str}/address")
-    async def address(self, niaga: Niaga, cart_id: str, data: AddressUpdate) -> CartRead:
-        return cart_read(await carts.set_address(niaga, cart_id, data.to_address()))
+    async def address(self, niaga: Niaga, cart_id: str, data: AddressUpdate,
+                      channel: Channel = None) -> CartRead:
+        return cart_read(await carts.set_address(niaga, cart_id, data.to_address(), channel))
 
     @get("/{cart_id:str}/delivery-options")
     async def delivery_options(self, niaga: Niaga, cart_id: str) -> list[DeliveryOptionRead]:
@@ -71,13 +80,15 @@ class CartController(Controller):
                 for o in await carts.delivery_options(niaga, cart_id)]
 
     @put("/{cart_id:str}/delivery")
-    async def delivery(self, niaga: Niaga, cart_id: str, data: DeliveryUpdate) -> CartRead:
-        return cart_read(await carts.set_delivery(niaga, cart_id, data.option_id))
+    async def delivery(self, niaga: Niaga, cart_id: str, data: DeliveryUpdate,
+                       channel: Channel = None) -> CartRead:
+        return cart_read(await carts.set_delivery(niaga, cart_id, data.option_id, channel))
 
     @put("/{cart_id:str}/loyalty", dependencies={"customer": Provide(provide_customer)})
     async def loyalty(self, niaga: Niaga, cart_id: str, data: LoyaltyUpdate,
-                      customer: Customer) -> CartRead:
-        return cart_read(await carts.use_loyalty(niaga, cart_id, customer, data.points))
+                      customer: Customer, channel: Channel = None) -> CartRead:
+        return cart_read(await carts.use_loyalty(niaga, cart_id, customer, data.points,
+                                                 channel))
 
     @get("/{cart_id:str}/payment-methods")
     async def payment_methods(self, niaga: Niaga, cart_id: str) -> list[PaymentMethodRead]:
@@ -86,10 +97,11 @@ class CartController(Controller):
 
     @post("/{cart_id:str}/checkout")
     async def checkout(self, niaga: Niaga, cart_id: str, data: CheckoutCreate,
-                       idempotency_key: IdempotencyKey = None) -> Response[OrderRead]:
+                       idempotency_key: IdempotencyKey = None,
+                       channel: Channel = None) -> Response[OrderRead]:
         if not idempotency_key:
             raise ValidationError.field("Idempotency-Key",
                                         "this header is required so a retry charges once")
         order, created = await checkout(niaga, cart_id, data.payment, idempotency_key,
-                                        request_hash(data.payment))
+                                        request_hash(data.payment), channel)
         return Response(order_read(order), status_code=201 if created else 200)

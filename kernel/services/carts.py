@@ -33,6 +33,9 @@ from kernel.services import loyalty
 from kernel.store.base import Customer
 
 RETRIES = 3
+# Where a request names the channel it comes from: the HTTP API's header. A cart and its
+# order record every channel that touched the cart (``Cart.channels``).
+CHANNEL_FIELD = "Niaga-Channel"
 StockMap = dict[tuple[str, str], StockLevel]
 
 
@@ -78,10 +81,7 @@ async def view_cart(ctx: Niaga, cart_id: str) -> Cart:
 async def create_cart(ctx: Niaga, market_code: str, channel: str,
                       customer: Customer | None) -> Cart:
     market = ctx.market(market_code)
-    if channel not in market.channels:
-        raise ValidationError.field(
-            "channel", f"{channel!r} is not a channel of market {market.code} "
-                       f"({', '.join(market.channels)})")
+    check_channel(market, channel, "channel")
     now = ctx.clock()
     cart = empty_cart(new_id(), market.code, channel, market.currency,
                       include_tax=market.prices_include_tax,
@@ -90,6 +90,14 @@ async def create_cart(ctx: Niaga, market_code: str, channel: str,
     await ctx.store.create_cart(cart)
     _updated(ctx, cart)
     return cart
+
+
+def check_channel(market: Any, channel: str | None, field: str = CHANNEL_FIELD) -> None:
+    """A channel the market sells through (None: the request named none)."""
+    if channel is not None and channel not in market.channels:
+        raise ValidationError.field(
+            field, f"{channel!r} is not a channel of market {market.code} "
+                   f"({', '.join(market.channels)})")
 
 
 def _updated(ctx: Niaga, cart: Cart) -> None:
@@ -105,6 +113,7 @@ async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[No
     for attempt in range(RETRIES):
         cart = await load_cart(ctx, cart_id)
         cart.ensure_open()
+        check_channel(ctx.market(cart.market), channel)
         version = cart.version
         await change(cart)
         products = await ctx.store.get_products(line.sku for line in cart.lines)
@@ -193,7 +202,8 @@ async def add_line(ctx: Niaga, cart_id: str, sku: str, quantity: int,
     return await mutate(ctx, cart_id, change, channel)
 
 
-async def set_quantity(ctx: Niaga, cart_id: str, line_id: str, quantity: int) -> Cart:
+async def set_quantity(ctx: Niaga, cart_id: str, line_id: str, quantity: int,
+                       channel: str | None = None) -> Cart:
     check_quantity(quantity, allow_zero=True)
 
     async def change(cart: Cart) -> None:
@@ -205,17 +215,19 @@ async def set_quantity(ctx: Niaga, cart_id: str, line_id: str, quantity: int) ->
             await _check_stock(ctx, cart, line.sku, quantity)
         line.quantity = quantity
 
-    return await mutate(ctx, cart_id, change)
+    return await mutate(ctx, cart_id, change, channel)
 
 
-async def remove_line(ctx: Niaga, cart_id: str, line_id: str) -> Cart:
+async def remove_line(ctx: Niaga, cart_id: str, line_id: str,
+                      channel: str | None = None) -> Cart:
     async def change(cart: Cart) -> None:
         cart.lines.remove(cart.line(line_id))
 
-    return await mutate(ctx, cart_id, change)
+    return await mutate(ctx, cart_id, change, channel)
 
 
-async def set_address(ctx: Niaga, cart_id: str, address: Address) -> Cart:
+async def set_address(ctx: Niaga, cart_id: str, address: Address,
+                      channel: str | None = None) -> Cart:
     async def change(cart: Cart) -> None:
         market = ctx.market(cart.market)
         if address.country not in market.countries:
@@ -225,7 +237,7 @@ async def set_address(ctx: Niaga, cart_id: str, address: Address) -> Cart:
         if cart.delivery is not None and cart.delivery.kind == "ship":
             cart.delivery = None  # prices and zones depend on the address
 
-    return await mutate(ctx, cart_id, change)
+    return await mutate(ctx, cart_id, change, channel)
 
 
 async def delivery_options_for(ctx: Niaga, cart: Cart, stock: StockMap | None = None
@@ -255,7 +267,8 @@ async def delivery_options(ctx: Niaga, cart_id: str) -> list[DeliveryOption]:
     return await delivery_options_for(ctx, cart)
 
 
-async def set_delivery(ctx: Niaga, cart_id: str, option_id: str) -> Cart:
+async def set_delivery(ctx: Niaga, cart_id: str, option_id: str,
+                       channel: str | None = None) -> Cart:
     async def change(cart: Cart) -> None:
         if not cart.lines:
             raise ValidationError.field("option_id", "add lines before choosing delivery")
@@ -267,7 +280,7 @@ async def set_delivery(ctx: Niaga, cart_id: str, option_id: str) -> Cart:
                              f"(offered: {', '.join(options) or 'none'})")
         cart.delivery = as_delivery(option)
 
-    return await mutate(ctx, cart_id, change, requote=False)
+    return await mutate(ctx, cart_id, change, channel, requote=False)
 
 
 def methods_for(ctx: Niaga, cart: Cart) -> list[PaymentMethod]:
@@ -298,7 +311,8 @@ async def requote_delivery(ctx: Niaga, cart: Cart, stock: StockMap | None = None
     return True
 
 
-async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int) -> Cart:
+async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int,
+                      channel: str | None = None) -> Cart:
     if points < 0:
         raise ValidationError.field("points", "must not be negative")
 
@@ -314,7 +328,7 @@ async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int)
         await reprice(ctx, cart)  # quoted on the cart as it prices without points
         cart.loyalty = await loyalty.quote(ctx, cart, customer.id, points)
 
-    return await mutate(ctx, cart_id, change, points_quoted=True)
+    return await mutate(ctx, cart_id, change, channel, points_quoted=True)
 
 
 async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:

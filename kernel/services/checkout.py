@@ -50,6 +50,7 @@ from kernel.runtime import Niaga
 from kernel.services import loyalty, payments
 from kernel.services.carts import (
     StockMap,
+    check_channel,
     load_cart,
     methods_for,
     price_with,
@@ -68,13 +69,18 @@ def request_hash(body: Any) -> str:
 
 
 async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotency_key: str,
-                   body_hash: str) -> tuple[Order, bool]:
-    """Place an order from a cart. Returns (order, created); created is False for a replay."""
+                   body_hash: str, channel: str | None = None) -> tuple[Order, bool]:
+    """Place an order from a cart. Returns (order, created); created is False for a replay.
+    ``channel``: where the checkout happens (a POS till for a web cart, say); the order
+    records it with every other channel that touched the cart."""
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValidationError.field("Idempotency-Key", "a key of 1 to 200 characters is required")
     cart = await load_cart(ctx, cart_id)
+    check_channel(ctx.market(cart.market), channel)
     if cart.status != "open":
         return await _replay(ctx, cart, idempotency_key, body_hash), False
+    if channel is not None and channel not in cart.channels:
+        cart.channels.append(channel)  # saved with the closed cart, copied onto the order
     earlier = cart.failed_checkouts.get(idempotency_key)
     if earlier is not None:
         if earlier.request_hash != body_hash:

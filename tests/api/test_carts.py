@@ -319,3 +319,39 @@ def test_the_chosen_delivery_is_priced_as_currently_offered(client):
     assert minor(cart["subtotal"]) < _free_above("ID")
     consistent(cart)
     consistent(client.get(f"/carts/{cid}").json())
+
+
+def test_every_channel_that_touches_a_cart_is_on_it_and_on_its_order(client):
+    """Browse on the web, continue in the app, pay at the store's till: one cart, one order
+    that names the channel that made it and every channel that touched it."""
+    cart = new_cart(client, "ID", "web")
+    sku = next(s for s in ("BATIK-SHIRT-M", "COFFEE-GAYO-250")
+               if availability(client, s, "ID")["available"] > 0)
+    app, pos = {"Niaga-Channel": "app"}, {"Niaga-Channel": "pos"}
+    r = client.post(f"/carts/{cart['id']}/lines", json={"sku": sku, "quantity": 1},
+                    headers=app)
+    assert r.status_code == 200, r.text
+    assert r.json()["channels"] == ["web", "app"] and r.json()["channel"] == "web"
+    set_address(client, cart["id"], ADDRESSES["ID"])
+    pickup = next(o for o in delivery_options(client, cart["id"]) if o["kind"] == "pickup")
+    r = client.put(f"/carts/{cart['id']}/delivery", json={"option_id": pickup["id"]},
+                   headers=app)
+    assert r.status_code == 200 and r.json()["channels"] == ["web", "app"], r.text
+
+    # a channel that is not one at all, and one the market does not sell through: 422
+    # naming the header, and the cart is left as it was
+    before = client.get(f"/carts/{cart['id']}").json()
+    assert_problem(client.post(f"/carts/{cart['id']}/lines", json={"sku": sku, "quantity": 1},
+                               headers={"Niaga-Channel": "fax"}), 422, "Niaga-Channel")
+    us = new_cart(client, "US", "web")
+    assert "social" not in markets_toml()["US"]["channels"]
+    assert_problem(client.post(f"/carts/{us['id']}/lines", json={"sku": sku, "quantity": 1},
+                               headers={"Niaga-Channel": "social"}), 422, "Niaga-Channel")
+    assert client.get(f"/carts/{cart['id']}").json() == before
+
+    r = client.post(f"/carts/{cart['id']}/checkout", headers={**pos, "Idempotency-Key": "till-1"},
+                    json={"payment": {"method": "testpay", "token": "tok_ok"}})
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["channel"] == "web" and order["channels"] == ["web", "app", "pos"]
+    assert client.get(f"/carts/{cart['id']}").json()["channels"] == ["web", "app", "pos"]

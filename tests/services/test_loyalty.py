@@ -87,6 +87,9 @@ async def test_a_plugin_that_fails_to_earn_is_logged_and_the_outbox_moves_on(ctx
 
 
 async def test_a_store_failure_leaves_the_event_for_the_next_drain(ctx, monkeypatch):
+    # only this test's drains deliver: the background relay that a checkout kicks would race
+    # them (under load it ran after the monkeypatch and swallowed the failure)
+    ctx.dispatcher.in_process = False
     customer, _ = await create_customer(ctx, "retry@example.com", None)
     order = await _paid_order(ctx, "ID", "TEA-JAVA-BLACK", customer)
     real = ctx.store.loyalty_apply
