@@ -17,6 +17,10 @@ from kernel.errors import ConfigError
 from kernel.money import Money, MoneyError, currency_digits
 
 CHANNELS = ("web", "app", "pos", "marketplace", "social")
+# When a guest signs in holding a cart and already has one in that market: ``add`` the
+# guest's quantities to it (capped by stock), ``replace`` its lines with the guest's, or
+# ``keep-customer``'s cart as it is. The guest cart is emptied in every case.
+CartMerge = Literal["add", "replace", "keep-customer"]
 
 
 class MoneyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -44,6 +48,7 @@ class _MarketFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channels: list[str] = msgspec.field(default_factory=lambda: list(CHANNELS))
     payment_window_hours: float = 24.0
     reservation_minutes: float = 15.0
+    cart_merge: CartMerge = "add"
     on_tax_error: Literal["block", "fallback"] = "block"
     fallback_tax_rate: str | None = None
     money: _MoneyPolicyFile = _MoneyPolicyFile()
@@ -65,6 +70,7 @@ class Market(msgspec.Struct, frozen=True):
     fallback_tax_rate: str | None
     plugins: dict[str, dict[str, Any]]
     plugin_timeouts: dict[str, float] = {}
+    cart_merge: CartMerge = "add"
 
     @property
     def prices_include_tax(self) -> bool:
@@ -176,6 +182,7 @@ def parse_markets(data: dict[str, Any]) -> dict[str, Market]:
             fallback_tax_rate=spec.fallback_tax_rate,
             plugins={name: dict(cfg or {}) for name, cfg in spec.plugins.items()},
             plugin_timeouts=dict(spec.plugin_timeouts),
+            cart_merge=spec.cart_merge,
         )
     if problems:
         raise ConfigError(problems)

@@ -343,7 +343,8 @@ async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:
 
 
 async def merge_into_customer_cart(ctx: Niaga, guest_cart_id: str, customer: Customer) -> Cart:
-    """Guest cart → the customer's active cart in that market: quantities add, capped by stock."""
+    """Guest cart → the customer's active cart in that market, by the market's
+    ``cart_merge`` policy (kernel.markets.CartMerge); quantities are capped by stock."""
     guest = await load_cart(ctx, guest_cart_id)
     guest.ensure_open()
     if guest.customer_id not in (None, customer.id):
@@ -355,8 +356,11 @@ async def merge_into_customer_cart(ctx: Niaga, guest_cart_id: str, customer: Cus
         return await attach_customer(ctx, guest.id, customer)
     skus = list({line.sku for line in guest.lines + target.lines})
     available = await market_availability(ctx, guest.market, skus)
+    policy = ctx.market(guest.market).cart_merge
 
     async def change(cart: Cart) -> None:
+        if policy == "replace":
+            cart.lines = []
         for gline in guest.lines:
             line = cart.line_for_sku(gline.sku)
             have = line.quantity if line else 0
@@ -367,7 +371,10 @@ async def merge_into_customer_cart(ctx: Niaga, guest_cart_id: str, customer: Cus
                 cart.lines.append(Line(**{**_line_fields(gline), "id": new_id(),
                                           "quantity": wanted}))
 
-    merged = await mutate(ctx, target.id, change, guest.channel)
+    if policy == "keep-customer":
+        merged = await view_cart(ctx, target.id)  # untouched: the guest's lines are dropped
+    else:
+        merged = await mutate(ctx, target.id, change, guest.channel)
 
     async def close_guest(cart: Cart) -> None:
         cart.lines = []  # emptied: its lines live on in the customer's cart

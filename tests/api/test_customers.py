@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .helpers import (
     ADDRESSES,
     add_line,
@@ -196,3 +198,70 @@ def test_export_then_erase(client, admin_headers):
     assert client.get(f"/carts/{open_cart['id']}").json()["address"] is None
     assert_problem(client.get("/admin/customers/nope/export", headers=admin_headers), 404)
     assert_problem(client.delete("/admin/customers/nope", headers=admin_headers), 404)
+
+
+@pytest.fixture
+def client_merging(seeded_url, open_store, admin_headers):
+    """``client_merging(policy)``: the app over the seeded store with the ID market's
+    ``cart_merge`` set to ``policy``."""
+    import tomllib
+
+    from litestar.testing import TestClient
+
+    from kernel.api.app import create_app
+    from kernel.markets import demo_markets_path, parse_markets
+    from kernel.runtime import Niaga
+
+    opened: list[TestClient] = []
+
+    def make(policy: str) -> TestClient:
+        raw = tomllib.loads(demo_markets_path().read_text(encoding="utf-8"))
+        raw["markets"]["ID"]["cart_merge"] = policy
+        app = create_app(Niaga(open_store(seeded_url), parse_markets(raw)),
+                         admin_token=admin_headers["Authorization"].removeprefix("Bearer "))
+        client = TestClient(app)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("replace", {"BATIK-SHIRT-M": 2, "TEA-JAVA-BLACK": 1}),
+    ("keep-customer", {"BATIK-SHIRT-M": 1, "COBEK-STONE": 1}),
+])
+def test_merge_policies_replace_or_keep_the_customers_cart(client_merging, admin_headers,
+                                                            policy, expected):
+    client = client_merging(policy)
+    c = _customer(client, admin_headers, f"{policy}@example.com")
+    mine = new_cart(client, "ID", headers=_auth(c))
+    add_line(client, mine["id"], "BATIK-SHIRT-M", 1)
+    add_line(client, mine["id"], "COBEK-STONE", 1)
+    guest = new_cart(client, "ID", "app")
+    add_line(client, guest["id"], "BATIK-SHIRT-M", 2)
+    add_line(client, guest["id"], "TEA-JAVA-BLACK", 1)
+
+    r = client.post("/me/cart/merge", json={"cart_id": guest["id"]}, headers=_auth(c))
+    assert r.status_code == 200, r.text
+    merged = assert_cart(r.json())
+    assert merged["id"] == mine["id"]
+    assert {li["sku"]: li["quantity"] for li in merged["lines"]} == expected
+    stored = client.get("/me/cart", params={"market": "ID"}, headers=_auth(c)).json()
+    assert {li["sku"]: li["quantity"] for li in stored["lines"]} == expected
+    assert client.get(f"/carts/{guest['id']}").json()["lines"] == []
+
+
+def test_an_unknown_merge_policy_is_refused_at_load():
+    import tomllib
+
+    from kernel.errors import ConfigError
+    from kernel.markets import demo_markets_path, parse_markets
+
+    raw = tomllib.loads(demo_markets_path().read_text(encoding="utf-8"))
+    raw["markets"]["ID"]["cart_merge"] = "union"
+    with pytest.raises(ConfigError) as error:
+        parse_markets(raw)
+    assert any("cart_merge" in p and "ID" in p for p in error.value.problems), error.value
