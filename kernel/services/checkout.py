@@ -59,8 +59,9 @@ from kernel.services.carts import (
 from kernel.store.base import StockShortage
 
 log = logging.getLogger("niaga.checkout")
-# An order is placed only while its stock hold has this long left: past its window the
-# sweeper may release the hold, and an order must never stand on stock given back.
+# An order is placed only while its stock hold has this long left (or a fifth of a shorter
+# window): past its window the sweeper may release the hold, and an order must never stand
+# on stock given back.
 HOLD_MARGIN = 60.0
 
 
@@ -152,7 +153,8 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
     except BaseException:
         await _release(ctx, order_id)
         raise
-    if ctx.clock() > reservations[0].expires_at - HOLD_MARGIN:
+    hold = market.reservation_minutes * 60
+    if ctx.clock() > reservations[0].expires_at - min(HOLD_MARGIN, hold / 5):
         # the sweeper may release a hold past its window: never place an order on stock it
         # may have given back (a gateway that answered after many minutes)
         await _undo_payment(ctx, plugins, method, result, order_id, cart.id, idempotency_key)

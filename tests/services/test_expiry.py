@@ -110,3 +110,26 @@ async def test_a_payment_answered_after_the_stock_hold_places_no_order(niaga, mo
     assert await _available(niaga, sku) == before, "the hold was released at once"
     assert TestPay.calls_of("void") or TestPay.calls_of("refund"), "the payment was undone"
     assert (await niaga.store.get_cart(cart.id)).status == "open"
+
+
+async def test_a_one_minute_hold_still_lets_a_prompt_payment_through(niaga, monkeypatch):
+    """The margin shrinks with a short window: it must never swallow the whole hold."""
+    import msgspec
+
+    from kernel.services import checkout as checkout_service
+
+    clock = Clock(1_800_000_000.0)
+    niaga.clock = clock
+    niaga.markets["DE"] = msgspec.structs.replace(niaga.markets["DE"], reservation_minutes=1.0)
+    cart = await _cart(niaga, "TEA-JAVA-BLACK", 1)
+    authorize = checkout_service._authorize
+
+    async def one_second_gateway(*args, **kwargs):
+        result = await authorize(*args, **kwargs)
+        clock.now += 1.0
+        return result
+
+    monkeypatch.setattr(checkout_service, "_authorize", one_second_gateway)
+    order, created = await checkout(niaga, cart.id, {"method": "testpay", "token": "tok_ok"},
+                                    "short-1", "h")
+    assert created and order.status == "paid"
