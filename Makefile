@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
-.PHONY: help install serve test test-fast lint bench deploy clean
+.PHONY: help install serve demo test test-fast lint bench deploy clean
 
 help:
 	@echo "make serve   - set up .venv, install, serve the API on SQLite with demo data (port 8000)"
 	@echo "make test    - set up .venv, install, run the whole test suite (SQLite, PostgreSQL, DynamoDB on moto)"
+	@echo "make demo    - one customer across web, app, a store and its till, printed step by step"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks; figures go to docs/BENCHMARKS.md"
 	@echo "make deploy  - sam build + sam deploy --guided (needs the SAM CLI and an AWS account; infra/README.md)"
@@ -29,6 +30,9 @@ install: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/niaga serve $(SERVE_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/niaga demo
 
 # Two workers (pytest-xdist), a test file per worker: the suite's fixtures are per file or
 # finer, each worker gets its own PostgreSQL database. PYTEST_WORKERS=0 runs in one process.

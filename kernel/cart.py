@@ -84,13 +84,29 @@ class FailedCheckout(msgspec.Struct, kw_only=True):
 MAX_REMEMBERED_FAILURES = 20
 
 
+WarningCode = Literal["not_sold", "out_of_stock", "quantity_reduced", "address_cleared",
+                      "delivery_cleared", "loyalty_cleared"]
+
+
+class CartWarning(msgspec.Struct, kw_only=True):
+    """What the last change did to the cart that the shopper did not ask for (a line
+    dropped, a quantity capped, a choice cleared): shown until the next change."""
+
+    code: WarningCode
+    message: str
+    sku: str | None = None
+
+
+CartStatus = Literal["open", "checked_out", "merged"]
+
+
 class Cart(msgspec.Struct, kw_only=True):
     id: str
     market: str
     channel: str
     currency: str
     customer_id: str | None = None
-    status: Literal["open", "checked_out"] = "open"
+    status: CartStatus = "open"
     version: int = 1
     lines: list[Line] = []
     address: Address | None = None
@@ -106,6 +122,9 @@ class Cart(msgspec.Struct, kw_only=True):
     adjustments: list[Adjustment] = []
     channels: list[str] = []  # every channel that touched this cart
     failed_checkouts: dict[str, FailedCheckout] = {}  # Idempotency-Key -> its answer
+    warnings: list[CartWarning] = []
+    merged_into: str | None = None  # status "merged": the cart its lines went into
+    merged_from: list[str] = []  # carts merged into this one (a replayed merge adds nothing)
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -121,8 +140,14 @@ class Cart(msgspec.Struct, kw_only=True):
         return next((line for line in self.lines if line.sku == sku), None)
 
     def ensure_open(self) -> None:
+        if self.status == "merged":
+            raise Conflict(f"cart {self.id} was merged into cart {self.merged_into}; use that one",
+                           merged_into=self.merged_into)
         if self.status != "open":
             raise Conflict(f"cart {self.id} is {self.status}; start a new cart")
+
+    def warn(self, code: WarningCode, message: str, sku: str | None = None) -> None:
+        self.warnings.append(CartWarning(code=code, message=message, sku=sku))
 
     def touch(self, channel: str | None, now: float) -> None:
         if channel and channel not in self.channels:

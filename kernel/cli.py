@@ -1,4 +1,4 @@
-"""The ``niaga`` command: serve the API, list plugins, check a markets file, sweep."""
+"""The ``niaga`` command: serve the API, list plugins, check a markets file, sweep, report."""
 
 from __future__ import annotations
 
@@ -148,6 +148,80 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_sales(args: argparse.Namespace) -> int:
+    """The figures of GET /admin/reports/sales as tables (kernel.services.reports)."""
+    from datetime import UTC, datetime
+
+    from kernel.errors import ValidationError
+    from kernel.money import Money
+    from kernel.services import reports
+
+    try:
+        since, until = reports.period(args.from_, args.to)
+    except ValidationError as exc:
+        err = exc.errors[0]
+        print(f"niaga report sales: error: --{err['field']}: {err['message']}", file=sys.stderr)
+        return 2
+    url = _db_url(args.db)
+    if not url.startswith(("postgres://", "postgresql://", "sqlite://")) and \
+            not Path(url).exists():
+        print(f"niaga report sales: no store at {url} (--db)", file=sys.stderr)
+        return 1
+
+    async def run() -> reports.SalesReport:
+        niaga = build(args.db, args.markets)
+        await niaga.start()
+        try:
+            return await reports.sales(niaga, since, until)
+        finally:
+            await niaga.close()
+
+    report = asyncio.run(run())
+
+    def when(ts: float | None, open_end: str) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else open_end
+
+    print(f"Sales: orders created from {when(since, 'the start')} until "
+          f"{when(until, 'now')} (exclusive); revenue net of refunds, per currency")
+    if report.truncated:
+        print("warning: the period could not be read completely; figures are partial",
+              file=sys.stderr)
+    money_cols = ["currency", "orders", "gross", "refunded", "revenue", "aov"]
+
+    def figures(r: reports.SalesRow) -> tuple:
+        return (r.currency, r.orders, Money(r.gross, r.currency).format_amount(),
+                Money(r.refunded, r.currency).format_amount(), r.revenue.format_amount(),
+                r.aov.format_amount())
+
+    for title, keys, rows in (
+            ("By channel", ["channel"], report.by_channel),
+            ("By market", ["market"], report.by_market),
+            ("By channel and market", ["channel", "market"], report.by_channel_market),
+            ("Totals", [], report.totals)):
+        print(f"\n{title}")
+        _table([*keys, *money_cols],
+               [(*(getattr(r, k) for k in keys), *figures(r)) for r in rows])
+    c = report.customers
+
+    def share(n: int) -> str:
+        return f"{n / c.customers:.1%}" if c.customers else "-"
+
+    print("\nCustomers (known customers with counted orders; guests count in sales only)")
+    _table(["customers", "repeat", "repeat rate", "multichannel", "multichannel share",
+            "guest orders", "cross-channel orders"],
+           [(c.customers, c.repeat_customers, share(c.repeat_customers),
+             c.multichannel_customers, share(c.multichannel_customers), c.guest_orders,
+             report.cross_channel_orders)])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kernel.journey import run
+
+    run(db=args.db)
+    return 0
+
+
 def _table(headers: list[str], rows: list[tuple]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -191,6 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--db", default="niaga.sqlite")
     sweep.add_argument("--markets")
     sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="reports from the store")
+    rsub = report.add_subparsers(dest="report_command", required=True)
+    sales = rsub.add_parser("sales", help="orders, revenue and AOV per channel and market, "
+                            "multichannel and repeat customers, over [--from, --to)")
+    sales.add_argument("--from", dest="from_", metavar="DATE",
+                       help="ISO 8601 date or date-time, inclusive (no offset: UTC)")
+    sales.add_argument("--to", metavar="DATE", help="ISO 8601 date or date-time, exclusive")
+    sales.add_argument("--db", default=DEFAULT_DB,
+                       help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
+    sales.add_argument("--markets", help="markets TOML file (default: the demo markets)")
+    sales.set_defaults(func=cmd_report_sales)
+
+    demo = sub.add_parser("demo", help="a scripted omnichannel journey on a throwaway store: "
+                          "web, app, pickup in a store, a POS sale, points, a return")
+    demo.add_argument("--db", help="SQLite file to keep afterwards (default: a temporary one)")
+    demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     if args.command == "serve":

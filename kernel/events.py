@@ -15,6 +15,8 @@ EVENT_TYPES = (
     "order.expired",
     "order.fulfilled",
     "order.partially_fulfilled",
+    "order.ready_for_pickup",
+    "order.picked_up",
     "order.returned",
     "stock.low",
 )

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         PaymentResult,
         WebhookEvent,
     )
+    from kernel.store.base import Customer
     from kernel.tax import TaxRequest, TaxResult
 
 hookspec = pluggy.HookspecMarker("niaga")
@@ -252,6 +253,28 @@ def niaga_loyalty_earn(order: Order, market: Market,
 @hookspec(firstresult=True)
 def niaga_loyalty_tier(lifetime_base_points: int, market: Market) -> dict[str, Any] | None:
     """first result: the tier for a lifetime of base points, as ``{"name", "multiplier"}``."""
+
+
+# -- customers ----------------------------------------------------------------
+
+
+@hookspec
+def niaga_customer_export(customer: Customer, market: Market) -> dict[str, Any] | None:
+    """collect: the personal data this plugin holds about ``customer`` (GDPR/CCPA export).
+
+    Return a JSON-able dict, or None when you hold nothing. The export files each answer
+    under the plugin's name and the market: ``plugins: {name: {market: data}}``.
+    """
+
+
+@hookspec
+def niaga_customer_erase(customer: Customer, market: Market) -> None:
+    """notify: erase the personal data this plugin holds about ``customer``.
+
+    Called before the kernel anonymises its own documents, with the profile as it still
+    is (email, name, phone). Key your data by ``customer.id``: a repeated erase passes the
+    already erased profile.
+    """
 
 
 # -- localisation -------------------------------------------------------------

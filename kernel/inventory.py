@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from kernel.catalog import Location
+from kernel.events import Event
 from kernel.orders import Allocated
 
 
@@ -45,6 +48,35 @@ class AllocationRequest(msgspec.Struct, kw_only=True):
     pickup_location_id: str | None
     locations: list[Location]  # the market's locations, warehouses first
     stock: dict[tuple[str, str], StockLevel]  # (sku, location_id) -> level
+
+
+def is_low(level: StockLevel) -> bool:
+    """At or under its low-stock threshold; a threshold of 0 means none is set."""
+    return level.low_threshold > 0 and level.available <= level.low_threshold
+
+
+def fell_low(before: StockLevel | None, after: StockLevel) -> bool:
+    """The change crossed into low stock: it was not low before and is now. A row that was
+    already low stays quiet, so a merchant hears once per fall, not on every sale below it;
+    a new row has no before (whoever created it knows its level)."""
+    return before is not None and is_low(after) and not is_low(before)
+
+
+def low_stock_events(level: StockLevel, markets: Sequence[str], at: float,
+                     event_id: str, *, reason: str, order_id: str | None = None
+                     ) -> list[Event]:
+    """``stock.low`` once per market the location serves: the event's market routes it to
+    that market's plugins, and a shared warehouse running low concerns every market it
+    serves. ``event_id`` + ``:<market>`` keeps ids stable for a redelivered stream record.
+    A location serving no market gets one event for every market (market ``*``)."""
+    data: dict[str, object] = {"sku": level.sku, "location_id": level.location_id,
+                               "available": level.available,
+                               "threshold": level.low_threshold, "reason": reason}
+    if order_id is not None:
+        data["order_id"] = order_id
+    return [Event(id=f"{event_id}:{market}", type="stock.low", market=market,
+                  subject=f"{level.sku}@{level.location_id}", at=at, data=dict(data))
+            for market in (list(dict.fromkeys(markets)) or ["*"])]
 
 
 def available(stock: dict[tuple[str, str], StockLevel], sku: str, location_id: str) -> int:

@@ -113,6 +113,10 @@ class Order(msgspec.Struct, kw_only=True):
     # sha256 of the card token the checkout named (never the token itself)
     email: str | None = None
     card_fingerprint: str | None = None
+    # exchanges link both ways: the new order names the one whose units it replaces, and
+    # that one lists every order placed in exchange for its returned units
+    exchange_of: str | None = None
+    exchanged_for: list[str] = []
 
     def status_after_payment(self) -> OrderStatus:
         """Where the payment alone puts the order (used when a hold is released)."""

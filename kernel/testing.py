@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 _hookimpl = pluggy.HookimplMarker("niaga")  # = kernel.hookimpl, without importing the kernel
 
 FAMILIES = ("tax", "payment", "carrier", "loyalty", "localisation", "inventory", "checkout",
-            "cart", "order", "risk", "notification")
+            "cart", "order", "risk", "notification", "customer")
 
 # -- markets and plugin managers ----------------------------------------------------------
 

@@ -1,12 +1,11 @@
-"""Admin routes: catalog, customers, inventory, order operations, plugins, reports.
+"""Admin routes: catalog, customers, inventory, order operations, plugins (reports: reports.py).
 
 Every route here sits behind :func:`kernel.api.auth.admin_guard`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
@@ -26,8 +25,6 @@ from kernel.api.schemas import (
     ProductUpdate,
     ReleaseCreate,
     ReturnCreate,
-    SalesGroupRead,
-    SalesReportRead,
     StockAdjust,
     StockRead,
     StockUpdate,
@@ -36,9 +33,9 @@ from kernel.api.schemas import (
 )
 from kernel.catalog import Product
 from kernel.errors import ValidationError
-from kernel.inventory import StockLevel
+from kernel.inventory import StockLevel, is_low
 from kernel.runtime import Niaga
-from kernel.services import catalog, customers, orders, payments, reports
+from kernel.services import catalog, customers, orders, payments
 from kernel.services.checkout import request_hash
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False)]
@@ -53,7 +50,8 @@ def _key(value: str | None) -> str:
 
 def stock_read(level: StockLevel) -> StockRead:
     return StockRead(sku=level.sku, location_id=level.location_id, on_hand=level.on_hand,
-                     reserved=level.reserved, available=level.available)
+                     reserved=level.reserved, available=level.available,
+                     low_threshold=level.low_threshold, low=is_low(level))
 
 
 def admin_product_read(p: Product) -> AdminProductRead:
@@ -61,15 +59,6 @@ def admin_product_read(p: Product) -> AdminProductRead:
                             prices={m: money(v) for m, v in p.prices.items()},
                             tax_class=p.tax_class, weight_grams=p.weight_grams,
                             attributes=dict(p.attributes))
-
-
-def _timestamp(value: str | None, field: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError as exc:
-        raise ValidationError.field(field, "an ISO 8601 date or date-time") from exc
 
 
 class AdminController(Controller):
@@ -109,7 +98,8 @@ class AdminController(Controller):
     @put("/inventory/{sku:str}/{location_id:str}")
     async def set_stock(self, niaga: Niaga, sku: str, location_id: str,
                         data: StockUpdate) -> StockRead:
-        return stock_read(await catalog.set_on_hand(niaga, sku, location_id, data.on_hand))
+        return stock_read(await catalog.set_stock(niaga, sku, location_id, data.on_hand,
+                                                  data.low_threshold))
 
     @post("/inventory/{sku:str}/{location_id:str}/adjust", status_code=200)
     async def adjust_stock(self, niaga: Niaga, sku: str, location_id: str,
@@ -153,8 +143,10 @@ class AdminController(Controller):
     @post("/orders/{order_id:str}/returns", status_code=200)
     async def returns(self, niaga: Niaga, order_id: str, data: ReturnCreate,
                       idempotency_key: IdempotencyKey = None) -> OrderRead:
+        from kernel.api.returns import lines_in
+
         key = _key(idempotency_key)
-        lines = [{"line_id": x.line_id, "quantity": x.quantity} for x in data.lines]
+        lines = lines_in(data.lines)
         body = {"lines": lines, "restock": data.restock}
         return order_read(await orders.return_lines(niaga, order_id, lines, data.restock, key,
                                                     request_hash(body)))
@@ -177,19 +169,6 @@ class AdminController(Controller):
         return [PluginRead(name=i.name, version=i.version, family=i.family, hooks=i.hooks,
                            markets=enabled.get(i.name, []))
                 for i in sorted(niaga.registry.plugins.values(), key=lambda i: i.name)]
-
-    @get("/reports/sales")
-    async def sales(self, niaga: Niaga,
-                    from_: Annotated[str | None, Parameter(query="from", required=False)] = None,
-                    to: Annotated[str | None, Parameter(query="to", required=False)] = None,
-                    group_by: Literal["channel", "market"] = "channel") -> SalesReportRead:
-        report = await reports.sales(niaga, _timestamp(from_, "from"), _timestamp(to, "to"),
-                                     group_by)
-        return SalesReportRead(
-            group_by=group_by, from_=report["from"], to=report["to"],
-            groups=[SalesGroupRead(group=g["group"], currency=g["currency"], orders=g["orders"],
-                                   revenue=money(g["revenue"]), aov=money(g["aov"]))
-                    for g in report["groups"]])
 
 
 class WebhookController(Controller):

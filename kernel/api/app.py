@@ -16,8 +16,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from kernel.api.admin import AdminController, WebhookController
 from kernel.api.auth import digest
 from kernel.api.carts import CartController
+from kernel.api.customers import ProfileController
 from kernel.api.errors import exception_handlers
+from kernel.api.inventory import InventoryController
 from kernel.api.orders import MeController, OrderController
+from kernel.api.reports import ReportController
+from kernel.api.returns import ExchangeController
 from kernel.api.storefront import StorefrontController
 from kernel.runtime import Niaga
 
@@ -77,7 +81,10 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
 
     return _MsgspecOnly(
         route_handlers=[StorefrontController, CartController, OrderController, MeController,
-                        AdminController, WebhookController, *(extra_route_handlers or [])],
+                        ProfileController,
+                        AdminController, ReportController, InventoryController, ExchangeController,
+                        WebhookController,
+                        *(extra_route_handlers or [])],
         dependencies={"niaga": Provide(lambda: niaga, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers,
         state=State({"admin_token_digest": digest(admin_token)}),

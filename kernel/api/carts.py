@@ -19,6 +19,7 @@ from kernel.api.schemas import (
     LineCreate,
     LineUpdate,
     LoyaltyUpdate,
+    MarketMove,
     OrderRead,
     PaymentMethodRead,
     cart_read,
@@ -45,8 +46,12 @@ class CartController(Controller):
     tags = ["carts"]
 
     @post("/", dependencies={"customer": Provide(provide_optional_customer)}, status_code=201)
-    async def create(self, niaga: Niaga, data: CartCreate, customer: Customer | None) -> CartRead:
-        return cart_read(await carts.create_cart(niaga, data.market, data.channel, customer))
+    async def create(self, niaga: Niaga, data: CartCreate,
+                     customer: Customer | None) -> Response[CartRead]:
+        """201 with a new cart; 200 with the customer's open cart in that market when there
+        is one (one active cart per customer and market)."""
+        cart, created = await carts.open_cart(niaga, data.market, data.channel, customer)
+        return Response(cart_read(cart), status_code=201 if created else 200)
 
     @get("/{cart_id:str}")
     async def read(self, niaga: Niaga, cart_id: str) -> CartRead:
@@ -72,6 +77,14 @@ class CartController(Controller):
     async def address(self, niaga: Niaga, cart_id: str, data: AddressUpdate,
                       channel: Channel = None) -> CartRead:
         return cart_read(await carts.set_address(niaga, cart_id, data.to_address(), channel))
+
+    @put("/{cart_id:str}/market")
+    async def market(self, niaga: Niaga, cart_id: str, data: MarketMove,
+                     channel: Channel = None) -> CartRead:
+        """Move the cart to another market: re-priced and re-taxed there, delivery and points
+        cleared (``warnings`` say what changed). A customer's cart that meets the customer's
+        open cart in that market is merged into it: the answer is that cart."""
+        return cart_read(await carts.move_market(niaga, cart_id, data.market, channel))
 
     @get("/{cart_id:str}/delivery-options")
     async def delivery_options(self, niaga: Niaga, cart_id: str) -> list[DeliveryOptionRead]:

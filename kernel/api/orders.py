@@ -11,18 +11,14 @@ from litestar.params import Parameter
 from kernel.api.auth import provide_customer
 from kernel.api.schemas import (
     CartRead,
-    MeLoyaltyRead,
-    MeRead,
     MergeCreate,
     OrderRead,
-    TierRead,
     TrackingRead,
     cart_read,
     order_read,
 )
-from kernel.errors import NotFound
 from kernel.runtime import Niaga
-from kernel.services import carts, loyalty, orders
+from kernel.services import carts, orders
 from kernel.services.orders import load_order
 from kernel.store.base import Customer
 
@@ -45,32 +41,14 @@ class MeController(Controller):
     tags = ["customer"]
     dependencies = {"customer": Provide(provide_customer)}
 
-    @get("/")
-    async def me(self, niaga: Niaga, customer: Customer,
-                 market: Annotated[str | None, Parameter(
-                     query="market", required=False, min_length=2, max_length=2,
-                     description="whose tiers to show (default: the first market that "
-                                 "runs a loyalty programme)")] = None) -> MeRead:
-        summary = await loyalty.account_summary(niaga, customer.id, market)
-        tier = summary["tier"]
-        return MeRead(id=customer.id, email=customer.email, name=customer.name,
-                      loyalty=MeLoyaltyRead(
-                          balance=summary["balance"], lifetime_points=summary["lifetime_points"],
-                          tier=TierRead(name=str(tier["name"]),
-                                        multiplier=str(tier.get("multiplier", "1")))
-                          if isinstance(tier, dict) else None,
-                          market=summary["market"]))
+    # GET /me (the profile) lives in kernel.api.customers.ProfileController with PATCH /me:
+    # two controllers cannot share one path
 
     @get("/cart")
     async def cart(self, niaga: Niaga, customer: Customer,
                    market: Annotated[str, Parameter(query="market", min_length=2,
                                                     max_length=2)]) -> CartRead:
-        niaga.market(market)
-        cart = await niaga.store.find_open_cart(customer.id, market)
-        if cart is None:
-            raise NotFound(f"no open cart in market {market}")
-        await carts.reprice(niaga, cart)
-        return cart_read(cart)
+        return cart_read(await carts.customer_cart(niaga, customer.id, market))
 
     @post("/cart/merge", status_code=200)
     async def merge(self, niaga: Niaga, customer: Customer, data: MergeCreate) -> CartRead:

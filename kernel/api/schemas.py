@@ -208,6 +208,19 @@ class CartRead(Struct):
     prices_include_tax: bool
     tax_estimated: bool
     adjustments: list[AdjustmentRead]
+    # what the last change did unasked (a line dropped, a quantity capped, a choice cleared)
+    warnings: list[CartWarningRead] = []
+    merged_into: str | None = None  # status "merged": the cart that took its lines
+
+
+class CartWarningRead(Struct):
+    code: str  # not_sold | out_of_stock | quantity_reduced | {address,delivery,loyalty}_cleared
+    message: str
+    sku: str | None = None
+
+
+class MarketMove(Struct, forbid_unknown_fields=True):
+    market: Annotated[str, Meta(min_length=2, max_length=2)]
 
 
 class DeliveryOptionRead(Struct):
@@ -302,6 +315,8 @@ class OrderRead(Struct):
     created_at: float
     payment_due_at: float | None
     hold: dict[str, str] | None = None
+    exchange_of: str | None = None  # the order whose returned units this one replaces
+    exchanged_for: list[str] = []  # orders placed in exchange for this one's returned units
 
 
 # -- customers and admin --------------------------------------------------------
@@ -331,11 +346,59 @@ class MeLoyaltyRead(Struct):
     market: str | None  # the market whose tiers ``tier`` comes from
 
 
+class SavedAddressRead(Struct):
+    id: str
+    label: str | None
+    country: str
+    region: str | None
+    city: str | None
+    postal_code: str | None
+    line1: str | None
+    name: str | None
+    email: str | None
+    phone: str | None
+    default: bool
+
+
+class ConsentRead(Struct):
+    granted: bool
+    changed_at: float | None  # None: never asked
+    channel: str | None  # the channel the last change came from
+
+
+class ConsentChangeRead(Struct):
+    topic: str
+    granted: bool
+    at: float
+    channel: str | None
+
+
 class MeRead(Struct):
     id: str
     email: str | None
     name: str | None
     loyalty: MeLoyaltyRead | None
+    phone: str | None = None
+    locale: str | None = None
+    addresses: list[SavedAddressRead] = []
+    # every topic of kernel.customers.CONSENT_TOPICS, asked or not
+    consents: dict[str, ConsentRead] = {}
+    consent_history: list[ConsentChangeRead] = []  # oldest first
+
+
+def profile_fields(customer: Any) -> dict[str, Any]:
+    """MeRead's profile fields of a ``kernel.store.base.Customer``."""
+    from kernel.customers import CONSENT_TOPICS, Consent
+
+    return {
+        "phone": customer.phone, "locale": customer.locale,
+        "addresses": [SavedAddressRead(**msgspec.structs.asdict(a))
+                      for a in customer.addresses],
+        "consents": {t: ConsentRead(**msgspec.structs.asdict(customer.consents.get(t, Consent())))
+                     for t in CONSENT_TOPICS},
+        "consent_history": [ConsentChangeRead(**msgspec.structs.asdict(h))
+                            for h in customer.consent_history],
+    }
 
 
 class MergeCreate(Struct, forbid_unknown_fields=True):
@@ -368,7 +431,11 @@ class FxRatesUpdate(Struct, forbid_unknown_fields=True):
 
 
 class StockUpdate(Struct, forbid_unknown_fields=True):
-    on_hand: Annotated[int, Meta(ge=0, le=1_000_000_000)]
+    """At least one of the two (a 422 naming ``on_hand`` otherwise); the other stays."""
+
+    on_hand: Annotated[int, Meta(ge=0, le=1_000_000_000)] | None = None
+    # stock.low fires when available falls to or below it; 0 turns the alert off
+    low_threshold: Annotated[int, Meta(ge=0, le=1_000_000_000)] | None = None
 
 
 class StockAdjust(Struct, forbid_unknown_fields=True):
@@ -382,6 +449,8 @@ class StockRead(Struct):
     on_hand: int
     reserved: int
     available: int
+    low_threshold: int = 0
+    low: bool = False  # available is at or below a set threshold
 
 
 class MarkPaid(Struct, forbid_unknown_fields=True):
@@ -411,9 +480,34 @@ class CancelCreate(Struct, forbid_unknown_fields=True):
     reason: ShortText | None = None
 
 
+class ReturnLineCreate(Struct, forbid_unknown_fields=True):
+    line_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    quantity: Annotated[int, Meta(ge=1, le=999)]
+    restock: bool | None = None  # false writes the units off; default: the request's
+    location_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None  # came back at
+
+
 class ReturnCreate(Struct, forbid_unknown_fields=True):
-    lines: Annotated[list[LineQuantity], Meta(min_length=1, max_length=50)]
+    lines: Annotated[list[ReturnLineCreate], Meta(min_length=1, max_length=50)]
     restock: bool = True
+
+
+class ExchangeItemCreate(Struct, forbid_unknown_fields=True):
+    sku: Sku
+    quantity: Annotated[int, Meta(ge=1, le=999)]
+
+
+class ExchangeCreate(Struct, forbid_unknown_fields=True):
+    lines: Annotated[list[ReturnLineCreate], Meta(min_length=1, max_length=50)]
+    items: Annotated[list[ExchangeItemCreate], Meta(min_length=1, max_length=50)]
+    payment: dict[str, Any]
+    restock: bool = True
+    delivery_option_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+
+
+class ExchangeRead(Struct):
+    original: OrderRead  # after the return
+    order: OrderRead  # the new order, ``exchange_of`` the original
 
 
 class PluginRead(Struct):
@@ -425,16 +519,40 @@ class PluginRead(Struct):
 
 
 class SalesGroupRead(Struct):
-    group: str
+    """One group's sales in one currency (money in different currencies is never summed)."""
+
+    group: str  # the channel, the market, "channel/market", or "all" (totals)
     currency: str
     orders: int
-    revenue: MoneyRead
-    aov: MoneyRead
+    revenue: MoneyRead  # net of refunds
+    aov: MoneyRead  # revenue ÷ orders, half-up to the minor unit
+    gross: MoneyRead  # before refunds
+    refunded: MoneyRead
+    channel: str | None = None
+    market: str | None = None
+
+
+class SalesCustomersRead(Struct):
+    """Known customers with counted orders in the period (guest orders count only in sales)."""
+
+    customers: int
+    repeat_customers: int  # with 2+ counted orders
+    repeat_rate: float | None  # repeat_customers ÷ customers; null without customers
+    multichannel_customers: int  # whose counted orders were created in 2+ channels
+    multichannel_share: float | None  # multichannel_customers ÷ customers
+    guest_orders: int
 
 
 class SalesReportRead(Struct):
     group_by: str
-    groups: list[SalesGroupRead]
+    groups: list[SalesGroupRead]  # the by_* list that group_by names
+    by_channel: list[SalesGroupRead]
+    by_market: list[SalesGroupRead]
+    by_channel_market: list[SalesGroupRead]
+    totals: list[SalesGroupRead]  # one per currency
+    customers: SalesCustomersRead
+    cross_channel_orders: int  # counted orders whose cart was touched by 2+ channels
+    truncated: bool  # true only if the period could not be read completely
     from_: float | None = msgspec.field(name="from", default=None)
     to: float | None = None
 
@@ -486,7 +604,9 @@ def cart_read(cart: Cart) -> CartRead:
                     channels=list(cart.channels), currency=cart.currency,
                     customer_id=cart.customer_id, status=cart.status, version=cart.version,
                     lines=_lines(cart, LineRead), tax_estimated=cart.tax_estimated,
-                    **_common(cart))
+                    warnings=[CartWarningRead(code=w.code, message=w.message, sku=w.sku)
+                              for w in cart.warnings],
+                    merged_into=cart.merged_into, **_common(cart))
 
 
 def order_read(order: Any) -> OrderRead:
@@ -505,5 +625,6 @@ def order_read(order: Any) -> OrderRead:
                       for f in order.fulfillments],
         history=[HistoryRead(at=h.at, event=h.event, detail=h.detail) for h in order.history],
         created_at=order.created_at, payment_due_at=order.payment_due_at, hold=order.hold,
+        exchange_of=order.exchange_of, exchanged_for=list(order.exchanged_for),
         **_common(order),
     )

@@ -7,9 +7,12 @@
 * ``REMOVE`` of a reservation item (``R#<order>``) by DynamoDB's TTL (user identity
   ``Service`` / ``dynamodb.amazonaws.com``): what it still held goes back to stock, unless
   the order exists.
-* ``MODIFY`` of a stock row (``S#<sku>``) whose availability fell to its low-stock
-  threshold: a ``stock.low`` event is written to the outbox (its id derived from the
-  record's), and so reaches the hooks and EventBridge like any other event.
+* ``MODIFY`` of a stock row (``S#<sku>``) that a reservation, an adjustment (POS or
+  marketplace sale, write-off) or a count took into low stock (crossing its threshold, not
+  every change below it): one ``stock.low`` event per market the location serves is written
+  to the outbox (ids derived from the record's), and so reaches those markets' hooks and
+  EventBridge like any other event. Derived here, not in the write, so a checkout pays no
+  capacity for it.
 
 At least once, applied once: a record delivered twice finds its event marked delivered
 (or its release marker written) and does nothing; the ledger's entry ids are idempotent
@@ -93,9 +96,9 @@ async def _stock_change(raw: dict[str, Any]) -> str:
     niaga = config.shared_niaga()
     store: Any = niaga.store
     stream = raw["dynamodb"]
-    event = await store.low_stock_event(stream.get("OldImage") or {}, stream["NewImage"],
-                                        f"low-{raw['eventID']}", niaga.clock())
-    return "stock.low" if event else "ignored"
+    events = await store.low_stock_event(stream.get("OldImage") or {}, stream["NewImage"],
+                                         f"low-{raw['eventID']}", niaga.clock())
+    return "stock.low" if events else "ignored"
 
 
 def _low_threshold(stream: dict[str, Any]) -> bool:

@@ -22,9 +22,17 @@ from kernel.cart import (
 )
 from kernel.catalog import Location, Product
 from kernel.delivery import DeliveryContext, DeliveryOption
-from kernel.errors import NotFound, OutOfStock, ValidationError, VersionConflict
+from kernel.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    OutOfStock,
+    ValidationError,
+    VersionConflict,
+)
 from kernel.ids import new_id
 from kernel.inventory import StockLevel
+from kernel.markets import Market
 from kernel.money import Money
 from kernel.payments import PaymentMethod
 from kernel.pricing import price_cart, unit_price
@@ -72,16 +80,56 @@ async def price_with(ctx: Niaga, cart: Cart, products: dict[str, Product]) -> li
 
 async def view_cart(ctx: Niaga, cart_id: str) -> Cart:
     """A cart as it prices now (deleted products dropped); stored as is until the next change."""
-    cart = await load_cart(ctx, cart_id)
+    return await _priced_now(ctx, await load_cart(ctx, cart_id))
+
+
+async def _priced_now(ctx: Niaga, cart: Cart) -> Cart:
     if cart.status == "open":
+        skus = [line.sku for line in cart.lines]
         await reprice(ctx, cart)
+        _warn_dropped(cart, skus)
     return cart
+
+
+async def customer_cart(ctx: Niaga, customer_id: str, market_code: str) -> Cart:
+    """The customer's one open cart in a market, as it prices now (404 if none)."""
+    ctx.market(market_code)
+    cart = await ctx.store.find_open_cart(customer_id, market_code)
+    if cart is None:
+        raise NotFound(f"no open cart in market {market_code}")
+    return await _priced_now(ctx, cart)
+
+
+def _warn_dropped(cart: Cart, skus: list[str]) -> None:
+    """Warn about each SKU that pricing dropped (deleted, or not sold in the cart's market)."""
+    kept = {line.sku for line in cart.lines}
+    for sku in dict.fromkeys(skus):
+        if sku not in kept:
+            cart.warn("not_sold", f"{sku} is not sold in market {cart.market}; removed", sku)
 
 
 async def create_cart(ctx: Niaga, market_code: str, channel: str,
                       customer: Customer | None) -> Cart:
+    return (await open_cart(ctx, market_code, channel, customer))[0]
+
+
+async def open_cart(ctx: Niaga, market_code: str, channel: str,
+                    customer: Customer | None) -> tuple[Cart, bool]:
+    """A new cart, or, for a customer who already has an open cart in the market, that cart
+    (one active cart per customer and market; the channel asking is recorded on it).
+    Returns (cart, created)."""
     market = ctx.market(market_code)
     check_channel(market, channel, "channel")
+    if customer is not None:
+        existing = await ctx.store.find_open_cart(customer.id, market.code)
+        if existing is not None and channel in existing.channels:
+            return await _priced_now(ctx, existing), False
+        if existing is not None:
+            try:
+                return await mutate(ctx, existing.id, _nothing, channel), False
+            except Conflict as exc:  # checked out meanwhile: start a new one below
+                if isinstance(exc, VersionConflict):
+                    raise
     now = ctx.clock()
     cart = empty_cart(new_id(), market.code, channel, market.currency,
                       include_tax=market.prices_include_tax,
@@ -89,7 +137,11 @@ async def create_cart(ctx: Niaga, market_code: str, channel: str,
     await reprice(ctx, cart)
     await ctx.store.create_cart(cart)
     _updated(ctx, cart)
-    return cart
+    return cart, True
+
+
+async def _nothing(cart: Cart) -> None:
+    """A change that only records the channel touching the cart (``mutate`` does that)."""
 
 
 def check_channel(market: Any, channel: str | None, field: str = CHANNEL_FIELD) -> None:
@@ -107,21 +159,26 @@ def _updated(ctx: Niaga, cart: Cart) -> None:
 
 async def mutate(ctx: Niaga, cart_id: str, change: Callable[[Cart], Awaitable[None]],
                  channel: str | None = None, *, requote: bool = True,
-                 points_quoted: bool = False) -> Cart:
+                 points_quoted: bool = False, channel_market: str | None = None) -> Cart:
     """Apply ``change``, re-price (re-quoting the chosen delivery and any loyalty points),
-    and save; on a lost race, re-read and re-apply."""
+    and save; on a lost race, re-read and re-apply. The cart's ``warnings`` say what this
+    change did unasked (``change`` adds its own; dropped lines are added here).
+    ``channel_market``: the market the channel must belong to (default: the cart's)."""
     for attempt in range(RETRIES):
         cart = await load_cart(ctx, cart_id)
         cart.ensure_open()
-        check_channel(ctx.market(cart.market), channel)
+        check_channel(ctx.market(channel_market or cart.market), channel)
         version = cart.version
+        cart.warnings = []
         await change(cart)
-        products = await ctx.store.get_products(line.sku for line in cart.lines)
+        skus = [line.sku for line in cart.lines]
+        products = await ctx.store.get_products(skus)
         if cart.loyalty is not None and not points_quoted:
             await _requote_points(ctx, cart, products)
         await price_with(ctx, cart, products)
         if requote and await requote_delivery(ctx, cart):
             await price_with(ctx, cart, products)  # the delivery price moved
+        _warn_dropped(cart, skus)
         cart.version = version + 1
         cart.touch(channel, ctx.clock())
         try:
@@ -148,6 +205,8 @@ async def _requote_points(ctx: Niaga, cart: Cart, products: dict[str, Product]) 
     with contextlib.suppress(ValidationError):  # no longer usable here: dropped
         cart.loyalty = await loyalty.quote(ctx, cart, cart.customer_id, use.points,
                                            at_most_balance=True)
+    if cart.loyalty is None:
+        cart.warn("loyalty_cleared", f"{use.points} points can no longer be used on this cart")
 
 
 async def market_availability(ctx: Niaga, market: str, skus: list[str]) -> dict[str, int]:
@@ -198,6 +257,7 @@ async def add_line(ctx: Niaga, cart_id: str, sku: str, quantity: int,
                                total=zero))
         if cart.delivery is not None and cart.delivery.kind == "pickup":
             cart.delivery = None  # the store may not have the new line; choose again
+            cart.warn("delivery_cleared", "choose the pickup store again for the new line")
 
     return await mutate(ctx, cart_id, change, channel)
 
@@ -307,6 +367,9 @@ async def requote_delivery(ctx: Niaga, cart: Cart, stock: StockMap | None = None
     fresh = as_delivery(current) if current is not None else None
     if fresh == cart.delivery:
         return False
+    if fresh is None:
+        cart.warn("delivery_cleared", f"{cart.delivery.label} is no longer offered for "
+                                      "this cart; choose delivery again")
     cart.delivery = fresh
     return True
 
@@ -334,8 +397,6 @@ async def use_loyalty(ctx: Niaga, cart_id: str, customer: Customer, points: int,
 async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:
     async def change(cart: Cart) -> None:
         if cart.customer_id not in (None, customer.id):
-            from kernel.errors import Forbidden
-
             raise Forbidden("this cart belongs to another customer")
         cart.customer_id = customer.id
 
@@ -344,43 +405,170 @@ async def attach_customer(ctx: Niaga, cart_id: str, customer: Customer) -> Cart:
 
 async def merge_into_customer_cart(ctx: Niaga, guest_cart_id: str, customer: Customer) -> Cart:
     """Guest cart → the customer's active cart in that market, by the market's
-    ``cart_merge`` policy (kernel.markets.CartMerge); quantities are capped by stock."""
+    ``cart_merge`` policy (kernel.markets.CartMerge); quantities are capped by stock.
+    Without an active cart the guest cart becomes it. A replay returns the merged cart."""
     guest = await load_cart(ctx, guest_cart_id)
-    guest.ensure_open()
     if guest.customer_id not in (None, customer.id):
-        from kernel.errors import Forbidden
-
         raise Forbidden("that cart belongs to another customer")
+    if guest.status == "merged":  # a replay, or a merge a crash cut short: finish it
+        return await _finish_merge(ctx, guest)
+    guest.ensure_open()
     target = await ctx.store.find_open_cart(customer.id, guest.market)
     if target is None or target.id == guest.id:
         return await attach_customer(ctx, guest.id, customer)
-    skus = list({line.sku for line in guest.lines + target.lines})
-    available = await market_availability(ctx, guest.market, skus)
-    policy = ctx.market(guest.market).cart_merge
+    return await _merge(ctx, guest.id, target)
+
+
+async def _merge(ctx: Niaga, source_id: str, target: Cart, channel: str | None = None) -> Cart:
+    """Close ``source`` as merged into ``target`` (first, so a line added to it meanwhile is a
+    409 rather than lost), then move its lines by the target market's policy."""
+    for attempt in range(RETRIES):
+        source = await load_cart(ctx, source_id)
+        source.ensure_open()
+        version = source.version
+        source.status, source.merged_into = "merged", target.id
+        source.customer_id = target.customer_id  # whose cart took it: replays check this
+        source.warnings = []
+        source.version = version + 1
+        source.touch(channel, ctx.clock())
+        try:
+            await ctx.store.save_cart(source, version)
+        except VersionConflict:
+            if attempt == RETRIES - 1:
+                raise
+            continue
+        return await _finish_merge(ctx, source, channel)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _finish_merge(ctx: Niaga, source: Cart, channel: str | None = None) -> Cart:
+    """Bring a merged cart's lines into the cart it was merged into, once (``merged_from``);
+    if that cart closed before taking them, the source opens again with its lines."""
+    assert source.merged_into is not None
+    target = await load_cart(ctx, source.merged_into)
+    done = source.id in target.merged_from
+    if target.status != "open":
+        if not done:
+            await _reopen(ctx, source)
+        raise Conflict(f"cart {target.id} is {target.status}; "
+                       + ("start a new cart" if done else f"cart {source.id} is open again"))
+    policy = ctx.market(target.market).cart_merge
+    if done or policy == "keep-customer":  # keep-customer: the source's lines are dropped
+        return await _priced_now(ctx, target)
 
     async def change(cart: Cart) -> None:
+        if source.id in cart.merged_from:  # a concurrent replay got here first
+            return
+        cart.merged_from.append(source.id)
         if policy == "replace":
             cart.lines = []
-        for gline in guest.lines:
+        market = ctx.market(cart.market)
+        sold = await _sold_in(ctx, market, [line.sku for line in source.lines])
+        available = await market_availability(ctx, market.code, sorted(sold))
+        for gline in source.lines:
+            if gline.sku not in sold:
+                cart.warn("not_sold", f"{gline.sku} is not sold in market {market.code}; "
+                                      "not merged", gline.sku)
+                continue
             line = cart.line_for_sku(gline.sku)
             have = line.quantity if line else 0
             wanted = min(have + gline.quantity, available.get(gline.sku, 0))
+            if wanted < have + gline.quantity:
+                _warn_short(cart, gline.sku, have + gline.quantity, max(wanted, have))
             if line is not None:
                 line.quantity = max(wanted, have)
             elif wanted > 0 and len(cart.lines) < MAX_LINES:
                 cart.lines.append(Line(**{**_line_fields(gline), "id": new_id(),
                                           "quantity": wanted}))
 
-    if policy == "keep-customer":
-        merged = await view_cart(ctx, target.id)  # untouched: the guest's lines are dropped
+    return await mutate(ctx, target.id, change, channel)
+
+
+async def _reopen(ctx: Niaga, source: Cart) -> None:
+    async def undo() -> None:
+        cart = await load_cart(ctx, source.id)
+        if cart.status != "merged" or cart.merged_into != source.merged_into:
+            return
+        version = cart.version
+        cart.status, cart.merged_into, cart.version = "open", None, version + 1
+        cart.touch(None, ctx.clock())
+        await ctx.store.save_cart(cart, version)
+
+    with contextlib.suppress(VersionConflict):  # someone else reopened it
+        await undo()
+
+
+def _warn_short(cart: Cart, sku: str, wanted: int, kept: int) -> None:
+    if kept <= 0:
+        cart.warn("out_of_stock", f"{sku} is out of stock in market {cart.market}; removed", sku)
     else:
-        merged = await mutate(ctx, target.id, change, guest.channel)
+        cart.warn("quantity_reduced", f"only {kept} of the {wanted} {sku} wanted are available "
+                                      f"in market {cart.market}", sku)
 
-    async def close_guest(cart: Cart) -> None:
-        cart.lines = []  # emptied: its lines live on in the customer's cart
 
-    await mutate(ctx, guest.id, close_guest)
-    return merged
+async def move_market(ctx: Niaga, cart_id: str, market_code: str,
+                      channel: str | None = None) -> Cart:
+    """Move an open cart to another market: lines re-priced there (those not sold there
+    dropped, quantities capped by its stock), re-taxed; delivery and points cleared, and the
+    address if the market does not ship to its country. A customer's cart that meets the
+    customer's open cart in that market is merged into it by that market's policy."""
+    market = ctx.market(market_code)
+    check_channel(market, channel)
+    cart = await load_cart(ctx, cart_id)
+    if cart.status == "merged" and cart.merged_into:  # a replayed move that merged
+        target = await load_cart(ctx, cart.merged_into)
+        if target.market == market.code:
+            return await _finish_merge(ctx, cart, channel)
+    cart.ensure_open()
+    if cart.market == market.code:  # nothing to move (a replayed PUT)
+        return await _priced_now(ctx, cart)
+    if cart.customer_id is not None:
+        target = await ctx.store.find_open_cart(cart.customer_id, market.code)
+        if target is not None and target.id != cart.id:
+            return await _merge(ctx, cart.id, target, channel)
+
+    async def change(cart: Cart) -> None:
+        if cart.market != market.code:  # a concurrent move may have done it
+            await _move(ctx, cart, market)
+
+    return await mutate(ctx, cart_id, change, channel, channel_market=market.code)
+
+
+async def _move(ctx: Niaga, cart: Cart, market: Market) -> None:
+    sold = await _sold_in(ctx, market, [line.sku for line in cart.lines])
+    available = await market_availability(ctx, market.code, sorted(sold)) if sold else {}
+    cart.market, cart.currency = market.code, market.currency
+    cart.prices_include_tax = market.prices_include_tax
+    if cart.delivery is not None:
+        cart.delivery = None
+        cart.warn("delivery_cleared", f"choose delivery again in market {market.code}")
+    if cart.loyalty is not None:
+        cart.loyalty = None
+        cart.warn("loyalty_cleared", "apply points again in the new market")
+    if cart.address is not None and cart.address.country not in market.countries:
+        cart.address = None
+        cart.warn("address_cleared", f"market {market.code} ships to "
+                                     f"{', '.join(market.countries)}; enter an address there")
+    lines = []
+    for line in cart.lines:  # lines not sold there stay for pricing to drop (and warn)
+        if line.sku in sold:
+            can = available.get(line.sku, 0)
+            if line.quantity > can:
+                _warn_short(cart, line.sku, line.quantity, can)
+                if can <= 0:
+                    continue
+                line.quantity = can
+            available[line.sku] = can - line.quantity
+        lines.append(line)
+    cart.lines = lines
+
+
+async def _sold_in(ctx: Niaga, market: Market, skus: list[str]) -> set[str]:
+    """The SKUs with a price in ``market`` (its own or a converted one)."""
+    products = await ctx.store.get_products(set(skus))
+    plugins, rates = ctx.plugins_for(market.code), await ctx.fx_rates()
+    return {sku for sku, product in products.items()
+            if unit_price(product, market, plugins, rates=rates) is not None}
 
 
 def _line_fields(line: Line) -> dict:

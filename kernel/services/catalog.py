@@ -6,7 +6,7 @@ from typing import Any
 
 from kernel.catalog import Product
 from kernel.errors import NotFound, ValidationError
-from kernel.inventory import StockLevel
+from kernel.inventory import StockLevel, is_low
 from kernel.runtime import Niaga
 
 REASONS = ("pos_sale", "marketplace_sale", "receipt", "write_off", "count", "return",
@@ -42,12 +42,26 @@ async def _location(ctx: Niaga, location_id: str) -> None:
         raise NotFound(f"no location {location_id}")
 
 
-async def set_on_hand(ctx: Niaga, sku: str, location_id: str, on_hand: int) -> StockLevel:
+async def set_stock(ctx: Niaga, sku: str, location_id: str, on_hand: int | None,
+                    low_threshold: int | None = None) -> StockLevel:
+    """A count (on_hand) and/or the low-stock threshold of one (SKU, location)."""
+    if on_hand is None and low_threshold is None:
+        raise ValidationError.field("on_hand", "give on_hand, low_threshold or both")
+    for name, value in (("on_hand", on_hand), ("low_threshold", low_threshold)):
+        if value is not None and value < 0:
+            raise ValidationError.field(name, "must not be negative")
     await get_product(ctx, sku)
     await _location(ctx, location_id)
-    if on_hand < 0:
-        raise ValidationError.field("on_hand", "must not be negative")
-    return await ctx.store.set_stock(sku, location_id, on_hand, "count", ctx.clock())
+    level = await ctx.store.set_stock(sku, location_id, on_hand,
+                                      "count" if on_hand is not None else "threshold",
+                                      ctx.clock(), low_threshold=low_threshold)
+    if is_low(level):
+        ctx.dispatcher.kick()  # it may have written stock.low
+    return level
+
+
+async def set_on_hand(ctx: Niaga, sku: str, location_id: str, on_hand: int) -> StockLevel:
+    return await set_stock(ctx, sku, location_id, on_hand)
 
 
 async def adjust(ctx: Niaga, sku: str, location_id: str, delta: int, reason: str) -> StockLevel:
@@ -56,7 +70,23 @@ async def adjust(ctx: Niaga, sku: str, location_id: str, delta: int, reason: str
     if delta == 0:
         raise ValidationError.field("delta", "must not be zero")
     await _location(ctx, location_id)
-    return await ctx.store.adjust_stock(sku, location_id, delta, reason, ctx.clock())
+    level = await ctx.store.adjust_stock(sku, location_id, delta, reason, ctx.clock())
+    if is_low(level):
+        ctx.dispatcher.kick()  # it may have written stock.low
+    return level
+
+
+async def stock_of(ctx: Niaga, sku: str, market_code: str | None = None) -> list[StockLevel]:
+    """Every location's level of ``sku`` (admin view: reserved and threshold too), or the
+    levels at the locations serving ``market_code``."""
+    await get_product(ctx, sku)
+    where = None
+    if market_code is not None:
+        where = [loc.id for loc in await ctx.locations(ctx.market(market_code).code)]
+        if not where:
+            return []
+    stock = await ctx.store.get_stock([sku], where)
+    return [stock[key] for key in sorted(stock)]
 
 
 async def availability(ctx: Niaga, sku: str, market_code: str) -> dict[str, Any]:

@@ -78,6 +78,8 @@ async def checkout(ctx: Niaga, cart_id: str, payment: dict[str, Any], idempotenc
         raise ValidationError.field("Idempotency-Key", "a key of 1 to 200 characters is required")
     cart = await load_cart(ctx, cart_id)
     check_channel(ctx.market(cart.market), channel)
+    if cart.status == "merged":
+        cart.ensure_open()  # 409 naming the cart its lines went into
     if cart.status != "open":
         return await _replay(ctx, cart, idempotency_key, body_hash), False
     if channel is not None and channel not in cart.channels:

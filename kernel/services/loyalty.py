@@ -16,7 +16,8 @@ never spent twice:
   points pro rata to the refund over the goods value (``total - shipping``),
   rounded down, and leaves redeemed points spent until the order is fully
   returned or cancelled. Entry ids derive from the event id, so a redelivered
-  event applies once.
+  event applies once. The order's history gets a ``points_reversed`` entry naming
+  the event (points taken back, points given back), also written once.
 - **Never negative**: if the customer already spent points the order earned,
   the reversal takes what the balance holds and records the shortfall in the
   entry's note; the order's lifetime base points are reversed in full (tiers
@@ -35,7 +36,7 @@ import logging
 from typing import Any
 
 from kernel.cart import Cart, LoyaltyUse
-from kernel.errors import Conflict, GatewayError, ValidationError
+from kernel.errors import Conflict, GatewayError, ValidationError, VersionConflict
 from kernel.events import Event
 from kernel.loyalty import LedgerEntry
 from kernel.money import Money, MoneyError
@@ -159,17 +160,56 @@ async def _reverse(ctx: Niaga, event: Event) -> list[LedgerEntry]:
                 if e.order_id == order.id]
         if not mine:
             return []
+        done = [e for e in mine if e.id in (f"reverse_earn:{event.id}",
+                                            f"refund_redeem:{event.id}")]
+        if done:  # a redelivery: applied before, perhaps not yet noted on the order
+            await _note_on_order(ctx, order, event, done)
+            return []
         balance = (await ctx.store.loyalty_account(order.customer_id)).balance
         entries = reversal(order, event.id, mine, balance, full=full, refund=refund,
                            now=ctx.clock())
         if not entries:
             return []
         try:
-            return await ctx.store.loyalty_apply(entries)
+            applied = await ctx.store.loyalty_apply(entries)
         except Conflict:  # points spent meanwhile: read again and take what is there
             if attempt == RETRIES - 1:
                 raise
+            continue
+        await _note_on_order(ctx, order, event, applied)
+        return applied
     return []  # pragma: no cover
+
+
+async def _note_on_order(ctx: Niaga, order: Order, event: Event,
+                         entries: list[LedgerEntry]) -> None:
+    """Record the reversal in the order's history too, once per event (the entry names the
+    event). Only the history changes, so an order operation racing this write retries on
+    the fresh order instead of failing (see kernel.services.returns.execute)."""
+    if not entries:
+        return
+    taken = -sum(e.points for e in entries if e.kind == "reverse_earn")
+    given = sum(e.points for e in entries if e.kind == "refund_redeem")
+    notes = [e.note for e in entries if e.note]
+    for _ in range(RETRIES):
+        if any(h.event == "points_reversed" and h.detail.get("event_id") == event.id
+               for h in order.history):
+            return
+        version = order.version
+        order.record(ctx.clock(), "points_reversed", event_id=event.id, cause=event.type,
+                     points_taken=taken,
+                     points_given_back=given, entries=[e.id for e in entries], note=notes)
+        order.version += 1
+        try:
+            await ctx.store.save_order(order, version, [])
+            return
+        except VersionConflict:
+            fresh = await ctx.store.get_order(order.id)
+            if fresh is None:
+                return
+            order = fresh
+    log.warning("order %s kept changing; its points reversal (event %s) is in the ledger "
+                "but not noted on the order", order.id, event.id)
 
 
 def reversal(order: Order, event_id: str, ledger: list[LedgerEntry], balance: int, *,

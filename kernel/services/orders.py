@@ -13,7 +13,7 @@ from typing import Any
 from kernel.errors import Conflict, GatewayError, NotFound, ValidationError
 from kernel.events import Event
 from kernel.ids import new_id
-from kernel.money import Money, allocate
+from kernel.money import Money
 from kernel.orders import Allocated, Fulfillment, Order
 from kernel.payments import OperationResult, WebhookEvent
 from kernel.runtime import Niaga
@@ -220,90 +220,84 @@ def _line_quantities(order: Order, lines: list[dict[str, Any]] | None,
     return wanted
 
 
-async def fulfil(ctx: Niaga, order_id: str, lines: list[dict[str, Any]] | None,
-                 location_id: str | None, tracking_number: str | None) -> Order:
-    order = await load_order(ctx, order_id)
+def fulfillable(order: Order) -> None:
+    """Paid orders ship; cash on delivery ships (or is picked up) before it is paid."""
     cod = order.payment.ship_unpaid and order.status == "pending_payment"
     if order.status not in ("paid", "partially_fulfilled") and not cod:
         raise Conflict(f"order {order.number} is {order.status}; only paid orders ship")
+
+
+async def fulfil(ctx: Niaga, order_id: str, lines: list[dict[str, Any]] | None,
+                 location_id: str | None, tracking_number: str | None) -> Order:
+    order = await load_order(ctx, order_id)
+    fulfillable(order)
     wanted = _line_quantities(order, lines,
                               lambda li: li.quantity - li.fulfilled - li.returned)
     if not wanted:
         raise ValidationError.field("lines", "nothing left to fulfil")
+    events, shipped = await record_fulfilments(ctx, order, wanted, location_id,
+                                               tracking_number, ctx.clock())
+    return await _save(ctx, order, events, StockEffects(fulfil=shipped))
+
+
+async def record_fulfilments(ctx: Niaga, order: Order, wanted: dict[str, int],
+                             location_id: str | None, tracking_number: str | None, now: float,
+                             step: str | None = None) -> tuple[list[Event], list[Allocated]]:
+    """Take ``wanted`` (line id -> units) off the order's allocations, only at
+    ``location_id`` if named, and record one Fulfillment per location the units leave from,
+    each booked with the carrier (its own tracking number). The order moves as if they
+    shipped one after the other (partially_fulfilled, then fulfilled), each step in the
+    history (as ``step`` if given) with its event. Returns the events and the units that
+    leave stock, for the caller's one atomic save."""
     allocations = list(order.allocations)
     shipped: list[Allocated] = []
+    by_location: dict[str, dict[str, int]] = {}
     for line_id, qty in wanted.items():
-        line = order.line(line_id)
-        taken, allocations = _take(allocations, line.sku, qty, location_id)
+        taken, allocations = _take(allocations, order.line(line_id).sku, qty, location_id)
         shipped += taken
-        line.fulfilled += qty
-    status = "fulfilled" if order.fully_fulfilled else "partially_fulfilled"
-    _guard(ctx, order, status)  # before the carrier books anything
-    now = ctx.clock()
-    fulfillment = Fulfillment(id=new_id(), location_id=location_id or shipped[0].location_id,
-                              lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()],
-                              tracking_number=tracking_number, at=now)
-    if tracking_number is None and order.delivery is not None:
-        shipment = await _carrier(ctx, order.market, "niaga_create_shipment",
-                                  carrier=order.delivery.carrier, order=order,
-                                  fulfillment=fulfillment)
-        if shipment is not None:
-            fulfillment.tracking_number = shipment.tracking_number
+        for item in taken:
+            at_loc = by_location.setdefault(item.location_id, {})
+            at_loc[line_id] = at_loc.get(line_id, 0) + item.quantity
+    if tracking_number is not None and len(by_location) > 1:
+        raise ValidationError.field(
+            "tracking_number", f"these units leave from {len(by_location)} locations "
+                               f"({', '.join(by_location)}): one parcel each; name location_id "
+                               "or let the carrier number them")
+    plan: list[tuple[str, dict[str, int], str]] = []
+    for loc, quantities in by_location.items():
+        for line_id, qty in quantities.items():
+            order.line(line_id).fulfilled += qty
+        plan.append((loc, quantities,
+                     "fulfilled" if order.fully_fulfilled else "partially_fulfilled"))
+    for status in dict.fromkeys(status for _, _, status in plan):
+        _guard(ctx, order, status)  # before the carrier books anything
+    events: list[Event] = []
+    for loc, quantities, status in plan:
+        fulfillment = Fulfillment(id=new_id(), location_id=loc,
+                                  lines=[{"line_id": k, "quantity": v}
+                                         for k, v in quantities.items()],
+                                  tracking_number=tracking_number, at=now)
+        if tracking_number is None and order.delivery is not None:
+            shipment = await _carrier(ctx, order.market, "niaga_create_shipment",
+                                      carrier=order.delivery.carrier, order=order,
+                                      fulfillment=fulfillment)
+            if shipment is not None:
+                fulfillment.tracking_number = shipment.tracking_number
+        order.fulfillments.append(fulfillment)
+        order.move_to(status, now, step or status, fulfillment=fulfillment.id,  # type: ignore[arg-type]
+                      location_id=loc, tracking_number=fulfillment.tracking_number)
+        events.append(_event(order, f"order.{status}", now, fulfillment=fulfillment.id))
     order.allocations = allocations
-    order.fulfillments.append(fulfillment)
-    order.move_to(status, now, "fulfilled" if status == "fulfilled" else "partially_fulfilled",
-                  fulfillment=fulfillment.id, tracking_number=fulfillment.tracking_number)
-    return await _save(ctx, order, [_event(order, f"order.{status}", now,
-                                           fulfillment=fulfillment.id)],
-                       StockEffects(fulfil=shipped))
+    return events, shipped
 
 
 async def return_lines(ctx: Niaga, order_id: str, lines: list[dict[str, Any]], restock: bool,
                        key: str, body_hash: str) -> Order:
-    scope = f"return:{order_id}"
-    if (first := await _replayed(ctx, scope, key, body_hash)) is not None:
-        return first
-    order = await load_order(ctx, order_id)
-    if order.status not in ("fulfilled", "partially_fulfilled", "partially_returned"):
-        raise Conflict(f"order {order.number} is {order.status}; only shipped units return")
-    wanted = _line_quantities(order, lines, lambda li: li.fulfilled - li.returned)
-    if not wanted:
-        raise ValidationError.field("lines", "name the lines and quantities to return")
-    refund_parts = []
-    back: list[Allocated] = []
-    for line_id, qty in wanted.items():
-        line = order.line(line_id)
-        # refund the line's paid total pro rata; the last unit takes what is left
-        paid_per_line = line.total.amount
-        already = allocate(paid_per_line, [1] * line.quantity)
-        refund_parts.append(sum(already[line.returned:line.returned + qty]))
-        line.returned += qty
-        if restock:
-            location = next((f.location_id for f in order.fulfillments
-                             if any(x["line_id"] == line_id for x in f.lines)), None)
-            if location:
-                back.append(Allocated(sku=line.sku, location_id=location, quantity=qty))
-    refund = Money(sum(refund_parts), order.currency)
-    all_back = all(line.returned >= line.quantity for line in order.lines)
-    status = "returned" if all_back else "partially_returned"
-    _guard(ctx, order, status)  # before any money goes back
-    left = order.payment.captured - order.payment.refunded
-    if all_back or refund > left:
-        # everything came back: refund shipping too; and never refund money never collected
-        # (a refused cash-on-delivery parcel)
-        refund = left
-    if refund.amount > 0:
-        await _gateway(ctx, order, "refund", refund, f"{order.id}:{key}")
-        order.payment.refunded = order.payment.refunded + refund
-        order.payment.status = ("refunded" if order.payment.refunded >= order.payment.captured
-                                else "partially_refunded")
-    now = ctx.clock()
-    order.move_to(status, now, "returned", refund=refund.format_amount(), restock=restock,
-                  lines=[{"line_id": k, "quantity": v} for k, v in wanted.items()])
-    events = [_event(order, "order.returned", now, refund=refund.format_amount(),
-                     lines=dict(wanted))]
-    return await _save(ctx, order, events, StockEffects(restock=back),
-                       remember=(scope, key, body_hash))
+    """Units back per line (``restock``/``location_id`` per line, ``restock`` the default),
+    refunded pro rata through the original gateway: see :mod:`kernel.services.returns`."""
+    from kernel.services import returns
+
+    return await returns.return_lines(ctx, order_id, lines, restock, key, body_hash)
 
 
 async def apply_webhook(ctx: Niaga, plugin: str, event: WebhookEvent) -> Order | None:

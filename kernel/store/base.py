@@ -14,6 +14,7 @@ import msgspec
 
 from kernel.cart import Cart
 from kernel.catalog import Location, Product
+from kernel.customers import Consent, ConsentChange, SavedAddress
 from kernel.events import Event
 from kernel.inventory import Reservation, StockLevel
 from kernel.loyalty import LedgerEntry, LoyaltyAccount
@@ -21,12 +22,21 @@ from kernel.orders import Allocated, Order
 
 
 class Customer(msgspec.Struct, kw_only=True):
+    """One profile across channels; email is the natural key (unique, lower-cased)."""
+
     id: str
     email: str | None
     name: str | None = None
     token_hash: str | None = None
     created_at: float = 0.0
     erased: bool = False
+    version: int = 1  # bumped by every save_customer / erase (optimistic concurrency)
+    updated_at: float = 0.0
+    phone: str | None = None
+    locale: str | None = None  # preferred, e.g. "id-ID"
+    addresses: list[SavedAddress] = []
+    consents: dict[str, Consent] = {}  # topic (kernel.customers.CONSENT_TOPICS) -> answer
+    consent_history: list[ConsentChange] = []  # oldest first
 
 
 class IdempotencyRecord(msgspec.Struct, kw_only=True, frozen=True):
@@ -92,14 +102,21 @@ class Store(ABC):
 
     # stock -----------------------------------------------------------------
     @abstractmethod
-    async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
-                        at: float) -> StockLevel:
-        """Set on_hand (a count); Conflict if it would fall below what is reserved."""
+    async def set_stock(self, sku: str, location_id: str, on_hand: int | None, reason: str,
+                        at: float, *, low_threshold: int | None = None) -> StockLevel:
+        """Set on_hand (a count) and/or the low-stock threshold (None keeps what is there; a
+        new row starts at 0 of both); Conflict if on_hand would fall below what is reserved.
+
+        A change that takes the row into low stock (:func:`kernel.inventory.fell_low`) adds
+        ``stock.low`` events, one per market the location serves, in the same write (SQL);
+        DynamoDB's stream worker derives them from the row's images instead.
+        """
 
     @abstractmethod
     async def adjust_stock(self, sku: str, location_id: str, delta: int, reason: str,
                            at: float) -> StockLevel:
-        """on_hand += delta in one conditional update; Conflict if below reserved or zero."""
+        """on_hand += delta in one conditional update; Conflict if below reserved or zero.
+        ``stock.low`` as :meth:`set_stock` says."""
 
     @abstractmethod
     async def get_stock(self, skus: Iterable[str], location_ids: Iterable[str] | None = None,
@@ -114,7 +131,8 @@ class Store(ABC):
         """All or nothing: one conditional update per row (available >= quantity).
 
         Raises :class:`StockShortage` naming every row that fell short; then nothing is
-        held. A row that falls to its low-stock threshold adds a ``stock.low`` event.
+        held. A row that falls to its low-stock threshold adds ``stock.low`` events as
+        :meth:`set_stock` says (the order id in their data).
         """
 
     @abstractmethod
@@ -196,9 +214,18 @@ class Store(ABC):
     async def get_customer_by_email(self, email: str) -> Customer | None: ...
 
     @abstractmethod
+    async def save_customer(self, customer: Customer, expected_version: int) -> None:
+        """Write the profile (its version already bumped) if the stored one is still at
+        ``expected_version``; else :class:`kernel.errors.VersionConflict` (also for an
+        unknown id). The email and token are keys: they must not change here (only
+        ``erase_customer`` removes them). One conditional write."""
+
+    @abstractmethod
     async def erase_customer(self, customer: Customer, carts: list[Cart],
-                             orders: list[Order]) -> None:
-        """Atomically write the anonymised profile, carts and orders."""
+                             orders: list[Order], ledger: Sequence[LedgerEntry] = ()) -> None:
+        """Atomically write the anonymised profile (unconditionally: erasure wins over a
+        concurrent edit), carts and orders, and each ``ledger`` entry's ``note`` (only the
+        note: points, kinds and ids are the books' and never change)."""
 
     @abstractmethod
     async def list_carts(self, customer_id: str) -> list[Cart]: ...

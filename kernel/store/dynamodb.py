@@ -13,7 +13,7 @@ pk                    sk              what
                                       (= oh - rv, kept in every write so a condition can
                                       read it), ``lt`` low threshold, ``rsn``/``at`` of the
                                       last change (the stream carries them: no movement rows),
-                                      ``mk``/``ro`` market and order of the last reservation
+                                      ``ro`` order of the last reservation
 ``R#<order>``         ``R``           a checkout's hold: ``rows`` map ``<sku>#<loc>`` →
                                       quantity, ``exp``, ``ttl`` (exp + 1 h: DynamoDB's
                                       backstop), GSI4 ``RESEXP`` by ``exp`` (the sweeper's
@@ -67,7 +67,7 @@ from kernel.cart import MAX_LINES, Cart
 from kernel.catalog import Location, Product
 from kernel.errors import Conflict, InProgress, NotFound, VersionConflict
 from kernel.events import Event
-from kernel.inventory import Reservation, StockLevel
+from kernel.inventory import Reservation, StockLevel, fell_low, low_stock_events
 from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Order
 from kernel.store.base import Customer, IdempotencyRecord, StockEffects, StockShortage, Store
@@ -411,19 +411,31 @@ class DynamoStore(Store):
                           on_hand=_int(item, "oh"), reserved=_int(item, "rv"),
                           low_threshold=_int(item, "lt"))
 
-    def _set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
-                   at: float) -> StockLevel:
-        # one write whether or not the row exists: a new row starts with nothing reserved
+    def _set_stock(self, sku: str, location_id: str, on_hand: int | None, reason: str,
+                   at: float, low_threshold: int | None) -> StockLevel:
+        # one write whether or not the row exists: a new row starts with nothing reserved;
+        # stock.low, if the change crosses the threshold, comes from the stream worker
+        values: dict[str, Any] = {":z": N(0), ":r": S(reason), ":at": N(at)}
+        sets = ["rv = if_not_exists(rv, :z)", "rsn = :r", "#at = :at"]
+        if on_hand is None:
+            sets += ["oh = if_not_exists(oh, :z)", "av = if_not_exists(av, :z)"]
+            condition = None
+        else:
+            sets += ["oh = :n", "av = :n - if_not_exists(rv, :z)"]
+            values[":n"] = N(on_hand)
+            condition = "attribute_not_exists(pk) OR rv <= :n"
+        if low_threshold is None:
+            sets.append("lt = if_not_exists(lt, :z)")
+        else:
+            sets.append("lt = :lt")
+            values[":lt"] = N(low_threshold)
         try:
             out = self.client.update_item(
                 TableName=self.table_name, Key=_key(f"S#{sku}", f"L#{location_id}"),
-                UpdateExpression="SET oh = :n, rv = if_not_exists(rv, :z), "
-                                 "av = :n - if_not_exists(rv, :z), lt = if_not_exists(lt, :z), "
-                                 "rsn = :r, #at = :at",
-                ConditionExpression="attribute_not_exists(pk) OR rv <= :n",
+                UpdateExpression="SET " + ", ".join(sets),
+                **({"ConditionExpression": condition} if condition else {}),
                 ExpressionAttributeNames={"#at": "at"},
-                ExpressionAttributeValues={":n": N(on_hand), ":z": N(0), ":r": S(reason),
-                                           ":at": N(at)},
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW")
             return self._level(out["Attributes"])
         except Exception as exc:
@@ -436,9 +448,10 @@ class DynamoStore(Store):
             f"orders of {sku} at {location_id}",
             errors=[{"field": "on_hand", "message": f"must be at least {reserved}"}])
 
-    async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
-                        at: float) -> StockLevel:
-        return await self._run(self._set_stock, sku, location_id, on_hand, reason, at)
+    async def set_stock(self, sku: str, location_id: str, on_hand: int | None, reason: str,
+                        at: float, *, low_threshold: int | None = None) -> StockLevel:
+        return await self._run(self._set_stock, sku, location_id, on_hand, reason, at,
+                               low_threshold)
 
     def _adjust_stock(self, sku: str, location_id: str, delta: int, reason: str,
                       at: float) -> StockLevel:
@@ -509,10 +522,10 @@ class DynamoStore(Store):
                 f"{res.sku}#{res.location_id}", 0) + res.quantity
         merged = {tuple(k.split("#", 1)): q for k, q in rows.items()}
         for (sku, loc), q in merged.items():
+            # ro names the order for a stock.low the stream worker derives from this change
             actions.append(self._update(f"S#{sku}", f"L#{loc}",
-                                        "SET rv = rv + :q, av = av - :q, mk = :mk, ro = :o",
-                                        {":q": N(q), ":mk": S(market), ":o": S(first.order_id)},
-                                        "av >= :q"))
+                                        "SET rv = rv + :q, av = av - :q, ro = :o",
+                                        {":q": N(q), ":o": S(first.order_id)}, "av >= :q"))
         item: dict[str, Any] = {**_key(f"R#{first.order_id}", "R"),
                                 "rows": {"M": {k: N(q) for k, q in rows.items()}}}
         if first.expires_at is not None:
@@ -610,32 +623,37 @@ class DynamoStore(Store):
         return await self._run(self._release_deleted, order_id, rows, at)
 
     def _low_stock(self, old: dict[str, Any], new: dict[str, Any], event_id: str,
-                   at: float) -> Event | None:
-        threshold, after, before = _int(new, "lt"), _int(new, "av"), _int(old, "av")
-        market = new.get("mk", {}).get("S")
-        if not threshold or not market or not after <= threshold < before:
-            return None
-        level = self._level(new)
-        event = Event(id=event_id, type="stock.low", market=market,
-                      subject=f"{level.sku}@{level.location_id}", at=at,
-                      data={"sku": level.sku, "location_id": level.location_id,
-                            "available": level.available, "threshold": threshold,
-                            "order_id": new.get("ro", {}).get("S")})
-        try:
-            self.client.put_item(**self._event_put(event)["Put"])
-        except Exception as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-            return None  # this change was seen before: its event is written already
-        return event
+                   at: float) -> list[Event]:
+        if not old or not new:
+            return []
+        before, after = self._level(old), self._level(new)
+        if not fell_low(before, after):
+            return []
+        # a reservation moves only rv; anything else (adjust, count, threshold) says its rsn
+        reserved = after.on_hand == before.on_hand and after.reserved > before.reserved
+        location = self._get("CATALOG", f"L#{after.location_id}")
+        markets = _unpack(location["d"], _dec_location).markets if location else []
+        events = low_stock_events(
+            after, markets, at, event_id,
+            reason="reservation" if reserved else new.get("rsn", {}).get("S", "count"),
+            order_id=new.get("ro", {}).get("S") if reserved else None)
+        for event in events:  # each put is idempotent on its id: a retry writes the rest
+            try:
+                self.client.put_item(**self._event_put(event)["Put"])
+            except Exception as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise  # the record is retried; the ones written stay written once
+        return events
 
     async def low_stock_event(self, old: dict[str, Any], new: dict[str, Any], event_id: str,
-                              at: float) -> Event | None:
-        """``stock.low`` for a stock row whose availability fell to its threshold, from the
-        row's old and new images as the stream shows them (a transaction cannot read what it
-        writes, so :meth:`reserve` cannot add it). Written to the outbox under ``event_id``
-        (derived from the stream record, so a redelivered record writes it once); the stream
-        then delivers it like any other event. None when the change crossed nothing."""
+                              at: float) -> list[Event]:
+        """``stock.low`` for a stock row whose change took it into low stock
+        (:func:`kernel.inventory.fell_low`), from the row's old and new images as the stream
+        shows them (a transaction cannot read what it writes, so :meth:`reserve` cannot add
+        it, and deriving it here costs the checkout nothing). One event per market the
+        location serves, written to the outbox under ``event_id:<market>`` (derived from the
+        stream record, so a redelivered record writes each once); the stream then delivers
+        them like any other event. Empty when the change crossed nothing."""
         return await self._run(self._low_stock, old, new, event_id, at)
 
     def _orphans(self, now: float) -> list[str]:
@@ -1033,10 +1051,31 @@ class DynamoStore(Store):
     async def get_customer_by_email(self, email: str) -> Customer | None:
         return await self._run(self._customer_via, f"EM#{email}", "EM")
 
+    def _save_customer(self, customer: Customer, expected_version: int) -> None:
+        # ``v`` beside the document carries the version; a profile written before versions
+        # has none and counts as version 1
+        condition = "v = :e" if expected_version != 1 else \
+            "attribute_exists(pk) AND (attribute_not_exists(v) OR v = :e)"
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=_key(f"U#{customer.id}", "U"),
+                UpdateExpression="SET d = :d, v = :v", ConditionExpression=condition,
+                ExpressionAttributeValues={":d": _pack(customer), ":v": N(customer.version),
+                                           ":e": N(expected_version)})
+        except Exception as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            raise VersionConflict(f"customer {customer.id} changed since version "
+                                  f"{expected_version}; read it and retry") from exc
+
+    async def save_customer(self, customer: Customer, expected_version: int) -> None:
+        await self._run(self._save_customer, customer, expected_version)
+
     def _erase_customer(self, customer: Customer, carts: list[Cart],
-                        orders: list[Order]) -> None:
+                        orders: list[Order], ledger: Sequence[LedgerEntry] = ()) -> None:
         before = self._customer(customer.id)
-        actions = [self._update(f"U#{customer.id}", "U", "SET d = :d", {":d": _pack(customer)})]
+        actions = [self._update(f"U#{customer.id}", "U", "SET d = :d, v = :v",
+                                {":d": _pack(customer), ":v": N(customer.version)})]
         for attr, prefix, sk in (("email", "EM#", "EM"), ("token_hash", "TK#", "TK")):
             old = getattr(before, attr) if before else None
             new = getattr(customer, attr)
@@ -1050,14 +1089,20 @@ class DynamoStore(Store):
                                         "attribute_exists(pk)"))
         for order in orders:
             actions.append(self._order_update(order, "attribute_exists(pk)"))
+        for entry in ledger:  # the note only: points and ids stay for the books
+            key = (f"Y#{customer.id}", f"E#{entry.id}")
+            actions.append(self._update(*key, "REMOVE n", condition="attribute_exists(pk)")
+                           if entry.note is None else
+                           self._update(*key, "SET n = :n", {":n": S(entry.note)},
+                                        "attribute_exists(pk)"))
         # atomic up to 100 items; a customer with more carts and orders is erased in
         # several transactions, the profile first
         for i in range(0, len(actions), MAX_ACTIONS):
             self._transact(actions[i:i + MAX_ACTIONS])
 
     async def erase_customer(self, customer: Customer, carts: list[Cart],
-                             orders: list[Order]) -> None:
-        await self._run(self._erase_customer, customer, carts, orders)
+                             orders: list[Order], ledger: Sequence[LedgerEntry] = ()) -> None:
+        await self._run(self._erase_customer, customer, carts, orders, ledger)
 
     # loyalty ---------------------------------------------------------------
     async def loyalty_account(self, customer_id: str) -> LoyaltyAccount:

@@ -22,7 +22,7 @@ from kernel.cart import Cart
 from kernel.catalog import Location, Product
 from kernel.errors import Conflict, InProgress, NotFound, VersionConflict
 from kernel.events import Event
-from kernel.inventory import Reservation, StockLevel
+from kernel.inventory import Reservation, StockLevel, fell_low, low_stock_events
 from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Order
 from kernel.store.base import (
@@ -295,8 +295,8 @@ class SqlStore(Store):
         await M.insert(M(id=new_id(), sku=sku, location_id=location_id, delta=delta,
                          reason=reason, at=at))
 
-    async def set_stock(self, sku: str, location_id: str, on_hand: int, reason: str,
-                        at: float) -> StockLevel:
+    async def set_stock(self, sku: str, location_id: str, on_hand: int | None, reason: str,
+                        at: float, *, low_threshold: int | None = None) -> StockLevel:
         S = self.t.stock
         key = _stock_key(sku, location_id)
 
@@ -309,25 +309,36 @@ class SqlStore(Store):
         async with self._tx():
             rows = await locked()
             if not rows:
+                level = StockLevel(sku=sku, location_id=location_id, on_hand=on_hand or 0,
+                                   low_threshold=low_threshold or 0)
                 inserted = await S.insert(
-                    S(id=key, sku=sku, location_id=location_id, on_hand=on_hand, reserved=0)
+                    S(id=key, sku=sku, location_id=location_id, on_hand=level.on_hand,
+                      reserved=0, low_threshold=level.low_threshold)
                 ).on_conflict(action="DO NOTHING").returning(S.id)
                 if inserted:
-                    await self._movement(sku, location_id, on_hand, reason, at)
-                    return StockLevel(sku=sku, location_id=location_id, on_hand=on_hand)
+                    if level.on_hand:
+                        await self._movement(sku, location_id, level.on_hand, reason, at)
+                    return level
                 rows = await locked()  # a concurrent set_stock created it meanwhile
-            current = self._level(rows[0])
-            if on_hand < current.reserved:
+            before = self._level(rows[0])
+            if on_hand is not None and on_hand < before.reserved:
                 raise Conflict(
-                    f"on_hand {on_hand} is below the {current.reserved} unit(s) reserved for "
+                    f"on_hand {on_hand} is below the {before.reserved} unit(s) reserved for "
                     f"orders of {sku} at {location_id}",
                     errors=[{"field": "on_hand",
-                             "message": f"must be at least {current.reserved}"}],
+                             "message": f"must be at least {before.reserved}"}],
                 )
-            await S.update({S.on_hand: on_hand}).where(S.id == key)
-            await self._movement(sku, location_id, on_hand - current.on_hand, reason, at)
-            current.on_hand = on_hand
-            return current
+            after = msgspec.structs.replace(
+                before, on_hand=before.on_hand if on_hand is None else on_hand,
+                low_threshold=before.low_threshold if low_threshold is None else low_threshold)
+            await S.update({S.on_hand: after.on_hand, S.low_threshold: after.low_threshold}
+                           ).where(S.id == key)
+            if after.on_hand != before.on_hand:
+                await self._movement(sku, location_id, after.on_hand - before.on_hand, reason,
+                                     at)
+            if fell_low(before, after):
+                await self._low_stock(after, at, reason)
+            return after
 
     async def adjust_stock(self, sku: str, location_id: str, delta: int, reason: str,
                            at: float) -> StockLevel:
@@ -351,7 +362,25 @@ class SqlStore(Store):
                     errors=[{"field": "delta", "message": "would go below reserved stock"}],
                 )
             await self._movement(sku, location_id, delta, reason, at)
-            return self._level(rows[0])
+            after = self._level(rows[0])
+            before = msgspec.structs.replace(after, on_hand=after.on_hand - delta)
+            if fell_low(before, after):
+                await self._low_stock(after, at, reason)
+            return after
+
+    async def _low_stock(self, level: StockLevel, at: float, reason: str,
+                         order_id: str | None = None) -> list[Event]:
+        """Inside a transaction: ``stock.low`` for each market the location serves. Only a
+        change that crosses the threshold pays for the location read."""
+        from kernel.ids import new_id
+
+        L = self.t.location
+        rows = await L.select(L.doc).where(L.id == level.location_id)
+        markets = _dec_location.decode(rows[0]["doc"]).markets if rows else []
+        events = low_stock_events(level, markets, at, new_id(), reason=reason,
+                                  order_id=order_id)
+        await self._write_events(events)
+        return events
 
     async def get_stock(self, skus: Iterable[str],
                         location_ids: Iterable[str] | None = None, *, fresh: bool = True
@@ -387,9 +416,8 @@ class SqlStore(Store):
                     short.append((res.sku, res.location_id))  # keep going: name every row
                     continue
                 level = self._level(rows[0])
-                if level.low_threshold and level.available <= level.low_threshold < (
-                    level.available + res.quantity
-                ):
+                before = msgspec.structs.replace(level, reserved=level.reserved - res.quantity)
+                if fell_low(before, level):
                     low.append(level)
             if short:
                 await tx.rollback()
@@ -412,9 +440,10 @@ class SqlStore(Store):
                     await tx.rollback()
                     raise InProgress("a checkout for this order is already holding stock; "
                                      "retry in a moment", order_id=first.order_id) from exc
-                all_events = events + [_low_stock_event(level, market, ordered[0]) for level in low]
-                if all_events:
-                    await self._write_events(all_events)
+                if events:
+                    await self._write_events(events)
+                for level in low:
+                    await self._low_stock(level, time.time(), "reservation", first.order_id)
         if short:
             raise StockShortage(short)
 
@@ -630,12 +659,29 @@ class SqlStore(Store):
     async def get_customer_by_email(self, email: str) -> Customer | None:
         return await self._customer_where(self.t.customer.email == email)
 
+    async def save_customer(self, customer: Customer, expected_version: int) -> None:
+        # the version lives in the document (no column of its own): the condition reads it
+        # there; a document from before versions counts as version 1
+        K = self.t.customer
+        stored = ("COALESCE(json_extract(doc, '$.version'), 1) = {}" if self.name == "sqlite"
+                  else "COALESCE((doc::jsonb ->> 'version')::bigint, 1) = {}")
+        if not await K.update({K.doc: _doc(customer)}).where(
+                (K.id == customer.id) & WhereRaw(stored, expected_version)).returning(K.id):
+            raise VersionConflict(f"customer {customer.id} changed since version "
+                                  f"{expected_version}; read it and retry")
+
     async def erase_customer(self, customer: Customer, carts: list[Cart],
-                             orders: list[Order]) -> None:
-        K, C, O = self.t.customer, self.t.cart, self.t.order
+                             orders: list[Order], ledger: Sequence[LedgerEntry] = ()) -> None:
+        K, C, O, L = self.t.customer, self.t.cart, self.t.order, self.t.loyalty_ledger
+        notes: dict[str | None, list[str]] = {}
+        for entry in ledger:  # one UPDATE per distinct note (erasure clears them all: one)
+            notes.setdefault(entry.note, []).append(entry.id)
         async with self._tx():
             await K.update({K.email: customer.email, K.token_hash: customer.token_hash,
                             K.doc: _doc(customer)}).where(K.id == customer.id)
+            for note, ids in notes.items():
+                await L.update({L.note: note}).where(
+                    (L.customer_id == customer.id) & L.id.is_in(ids))
             for cart in carts:
                 await C.update({C.doc: _doc(cart)}).where(C.id == cart.id)
             for order in orders:
@@ -758,13 +804,3 @@ class SqlStore(Store):
                            ).on_conflict(target=F.id, action="DO UPDATE",
                                          values=[F.rate, F.updated_at])
 
-
-def _low_stock_event(level: StockLevel, market: str, sample: Reservation) -> Event:
-    from kernel.ids import new_id
-
-    return Event(id=new_id(), type="stock.low", market=market,
-                 subject=f"{level.sku}@{level.location_id}",
-                 at=time.time(), data={"sku": level.sku, "location_id": level.location_id,
-                                       "available": level.available,
-                                       "threshold": level.low_threshold,
-                                       "order_id": sample.order_id})

@@ -172,7 +172,7 @@ def assert_totals(doc: dict[str, Any]) -> None:
 
 def assert_cart(cart: dict[str, Any]) -> dict[str, Any]:
     assert set(cart) >= CART_FIELDS, set(CART_FIELDS) - set(cart)
-    assert cart["status"] in ("open", "checked_out")
+    assert cart["status"] in ("open", "checked_out", "merged")
     assert_totals(cart)
     return cart
 

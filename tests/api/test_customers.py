@@ -91,8 +91,9 @@ def test_merge_a_guest_cart_adds_quantities_capped_by_stock(client, admin_header
         "BATIK-SHIRT-M": 3, "TEA-JAVA-BLACK": 1, "COBEK-STONE": stock}
     assert client.get("/me/cart", params={"market": "ID"},
                       headers=_auth(c)).json()["id"] == mine["id"]
-    # the guest cart's lines now live in the customer's cart
-    assert client.get(f"/carts/{guest['id']}").json()["lines"] == []
+    # the guest cart's lines now live in the customer's cart; the guest cart says where
+    closed = client.get(f"/carts/{guest['id']}").json()
+    assert (closed["status"], closed["merged_into"]) == ("merged", mine["id"])
 
 
 def test_merge_without_a_customer_cart_adopts_the_guest_cart(client, admin_headers):
@@ -251,7 +252,8 @@ def test_merge_policies_replace_or_keep_the_customers_cart(client_merging, admin
     assert {li["sku"]: li["quantity"] for li in merged["lines"]} == expected
     stored = client.get("/me/cart", params={"market": "ID"}, headers=_auth(c)).json()
     assert {li["sku"]: li["quantity"] for li in stored["lines"]} == expected
-    assert client.get(f"/carts/{guest['id']}").json()["lines"] == []
+    closed = client.get(f"/carts/{guest['id']}").json()
+    assert (closed["status"], closed["merged_into"]) == ("merged", mine["id"])
 
 
 def test_an_unknown_merge_policy_is_refused_at_load():

@@ -456,7 +456,41 @@ def test_a_fall_to_the_low_stock_threshold_reaches_hooks_and_eventbridge_once(aw
     threshold = levels[(sku, loc)].available - 1
     assert detail["data"] == {"sku": sku, "location_id": loc, "order_id": order["id"],
                               "available": levels[(sku, loc)].available - 2,
-                              "threshold": threshold}
+                              "threshold": threshold, "reason": "reservation"}
+
+
+def test_a_pos_sale_into_low_stock_writes_stock_low_for_every_market_of_the_location(aws):
+    """Not only reservations: an adjustment (a POS or marketplace sale) that crosses the
+    threshold is derived by the worker too, one event per market the location serves, and
+    a further sale below the threshold writes nothing."""
+    from kernel.catalog import Location
+
+    store, sku, loc = aws["store"], "TOTE-CANVAS", "hub-id-jp"
+    asyncio.run(store.put_location(Location(id=loc, name="Shared hub", kind="warehouse",
+                                            markets=["ID", "JP"], country="ID")))
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    status, level = call("PUT", f"/admin/inventory/{sku}/{loc}",
+                         {"on_hand": 10, "low_threshold": 4}, admin)
+    assert status == 200, level
+    assert (level["on_hand"], level["low_threshold"], level["low"]) == (10, 4, False)
+    mark = stream_records(aws["ddb"])[-1]["dynamodb"]["SequenceNumber"]
+    for delta in (-5, -1, -1):  # 5 (above), 4 (crossed), 3 (still low: nothing new)
+        status, level = call("POST", f"/admin/inventory/{sku}/{loc}/adjust",
+                             {"delta": delta, "reason": "pos_sale"}, admin)
+        assert status == 200, level
+    assert (level["available"], level["low"]) == (3, True)
+    records = stream_records(aws["ddb"], after=mark)
+    assert work(records) == {"batchItemFailures": []}
+    low = [r for r in outbox(stream_records(aws["ddb"], after=records[-1]["dynamodb"][
+        "SequenceNumber"])) if r["dynamodb"]["NewImage"]["ty"]["S"] == "stock.low"]
+    assert sorted(r["dynamodb"]["NewImage"]["mk"]["S"] for r in low) == ["ID", "JP"]
+    assert work(low) == {"batchItemFailures": []}
+    sent = [m for m in published(aws) if m["detail-type"] == "stock.low"]
+    assert sorted(m["detail"]["market"] for m in sent) == ["ID", "JP"]
+    for m in sent:
+        assert m["detail"]["subject"] == f"{sku}@{loc}"
+        assert m["detail"]["data"] == {"sku": sku, "location_id": loc, "available": 4,
+                                       "threshold": 4, "reason": "pos_sale"}
 
 
 def _worker_filters() -> list[dict[str, Any]]:

@@ -194,9 +194,8 @@ async def test_reserve_holds_stock_and_writes_its_events(store, build):
 
 
 async def test_reserve_without_a_threshold_writes_no_low_stock_event(store, build):
-    # The port has no way to set low_threshold yet (set_stock takes none), so the
-    # stock.low event itself cannot be driven through the port; a row without a
-    # threshold must never produce one, even when it runs dry.
+    # A row without a threshold never produces stock.low, even when it runs dry (the
+    # events themselves: test_contract_low_stock.py).
     await store.set_stock("SKU-A", WH, 2, "count", build.T0)
     await store.reserve([build.reservation(new_id(), "SKU-A", WH, 2)], "DE", [])
     level = await build.level(store, "SKU-A", WH)
