@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
-.PHONY: help install serve demo test test-fast lint bench deploy clean
+.PHONY: help install serve demo test test-fast lint bench load deploy clean
 
 help:
 	@echo "make serve   - set up .venv, install, serve the API on SQLite with demo data (port 8000)"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo    - one customer across web, app, a store and its till, printed step by step"
 	@echo "make lint    - ruff"
 	@echo "make bench   - benchmarks; figures go to docs/BENCHMARKS.md"
+	@echo "make load    - niaga serve under rising concurrency to the p99 knee, then niaga audit (LOAD_ARGS=--pg)"
 	@echo "make deploy  - sam build + sam deploy --guided (needs the SAM CLI and an AWS account; infra/README.md)"
 	@echo "make clean   - remove .venv and caches (keeps niaga.sqlite)"
 
@@ -45,8 +46,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_checkout.py --out docs/BENCHMARKS.md
+	$(BIN)/python tests/bench/bench_postgres.py --workers 2 --out docs/BENCHMARKS.md
+	$(BIN)/python tests/bench/bench_cart.py --out docs/BENCHMARKS.md
 	$(BIN)/python tests/bench/bench_hooks.py --out docs/BENCHMARKS.md
 	$(BIN)/python tests/bench/bench_aws.py --out docs/BENCHMARKS.md
+
+# ~3 min: rising concurrency until checkout p99 > 250 ms; fails on a 5xx, oversell or any
+# discrepancy `niaga audit` finds afterwards. LOAD_ARGS=--pg (PostgreSQL, 4 workers), --quick.
+LOAD_ARGS ?=
+load: $(STAMP)
+	$(BIN)/python tests/load/load.py --out docs/BENCHMARKS.md $(LOAD_ARGS)
 
 # The serverless shape (infra/README.md). Needs the AWS SAM CLI, Docker (arm64 wheels are
 # built in the Lambda build image) and AWS credentials; the template itself is tested by

@@ -1,4 +1,5 @@
-"""The ``niaga`` command: serve the API, list plugins, check a markets file, sweep, report."""
+"""The ``niaga`` command: serve the API, list plugins, check a markets file, sweep, report,
+audit."""
 
 from __future__ import annotations
 
@@ -58,6 +59,26 @@ def app_from_env():
                       cors=os.environ.get("NIAGA_CORS") == "1")
 
 
+def _serve_workers(config) -> None:
+    """What ``uvicorn.run(..., workers=N)`` does, plus TCP_NODELAY on the listening socket.
+
+    uvicorn binds that socket with protocol 0, and asyncio sets TCP_NODELAY only on sockets
+    whose protocol is IPPROTO_TCP, so every keep-alive response of a worker waited ~40 ms on
+    Nagle + delayed ACK (``tests/bench/bench_postgres.py``). Accepted sockets inherit the
+    option from the listener on Linux.
+    """
+    import contextlib
+    import socket
+
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.aws_local:
         from kernel.aws.local import serve
@@ -90,8 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         os.environ.update(NIAGA_DB=_db_url(args.db), NIAGA_ADMIN_TOKEN=token,
                           NIAGA_MARKETS=str(_markets_path(args.markets)))
-        uvicorn.run("kernel.cli:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, access_log=False)
+        _serve_workers(uvicorn.Config(
+            "kernel.cli:app_from_env", factory=True, host=args.host, port=args.port,
+            workers=args.workers, log_level=args.log_level, access_log=False))
         return 0
     from kernel.api.app import create_app
 
@@ -215,6 +237,37 @@ def cmd_report_sales(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Recompute orders and stock from history (kernel.services.audit); 1 if anything differs."""
+    from kernel.services.audit import audit
+
+    url = _db_url(args.db)
+    if not url.startswith(("postgres://", "postgresql://", "sqlite://")) and \
+            not Path(url).exists():
+        print(f"niaga audit: no store at {url} (--db)", file=sys.stderr)
+        return 2
+
+    async def run():
+        niaga = build(args.db, args.markets)
+        await niaga.start()
+        try:
+            return await audit(niaga, progress=lambda msg: print(msg, file=sys.stderr,
+                                                                 flush=True))
+        finally:
+            await niaga.close()
+
+    report = asyncio.run(run())
+    print(f"Audit of {report.store}: {report.orders} orders, {report.stock_rows} stock rows")
+    print("recomputed: " + "; ".join(report.checks))
+    if not report.discrepancies:
+        print("no discrepancies")
+        return 0
+    print(f"\n{len(report.discrepancies)} discrepancies")
+    _table(["kind", "subject", "detail"],
+           [(d.kind, d.subject, d.detail) for d in report.discrepancies])
+    return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kernel.journey import run
 
@@ -277,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
     sales.add_argument("--markets", help="markets TOML file (default: the demo markets)")
     sales.set_defaults(func=cmd_report_sales)
+
+    audit = sub.add_parser("audit", help="recompute every order's totals and payment and "
+                           "every stock level from history; exit 1 on any discrepancy")
+    audit.add_argument("--db", default=DEFAULT_DB,
+                       help="SQLite file (default ./niaga.sqlite) or postgresql://… URL")
+    audit.add_argument("--markets", help="markets TOML file (default: the demo markets)")
+    audit.set_defaults(func=cmd_audit)
 
     demo = sub.add_parser("demo", help="a scripted omnichannel journey on a throwaway store: "
                           "web, app, pickup in a store, a POS sale, points, a return")

@@ -47,6 +47,17 @@ class InProgress(Conflict):
     title, code = "Request in progress", "in_progress"
 
 
+class Busy(Conflict):
+    """Contention the store could not get past after its retries (a DynamoDB transaction
+    conflict): nothing was written, and the same request may be sent again shortly.
+    ``retry_after`` (seconds) becomes the Retry-After header."""
+
+    title, code = "Busy, retry", "busy"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **extra: Any):
+        super().__init__(detail, retry_after=retry_after, **extra)
+
+
 class OutOfStock(Conflict):
     title, code = "Out of stock", "out_of_stock"
 

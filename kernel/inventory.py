@@ -10,6 +10,10 @@ from kernel.catalog import Location
 from kernel.events import Event
 from kernel.orders import Allocated
 
+# units on hand of one (SKU, location): far above any real stock, and under half of the
+# SQL INTEGER column's 2**31 - 1, so one more in-range delta cannot overflow it either
+MAX_ON_HAND = 1_000_000_000
+
 
 class StockLevel(msgspec.Struct, kw_only=True):
     sku: str

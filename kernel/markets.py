@@ -198,6 +198,8 @@ def load_markets(source: str | Path) -> dict[str, Market]:
         raise ConfigError([f"{path}: no such file"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    except UnicodeDecodeError as exc:  # found by fuzzing: a file saved in another encoding
+        raise ConfigError([f"{path}: not UTF-8 text: {exc}"]) from exc
     return parse_markets(data)
 
 

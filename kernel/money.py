@@ -19,6 +19,9 @@ import msgspec
 RoundingMode = Literal["half-up", "half-even"]
 _AMOUNT_RE = re.compile(r"^-?\d+(\.\d+)?$")
 _CODE_RE = re.compile(r"^[A-Z]{3}$")
+# the largest amount (minor units) taken from outside: 50 lines of 999 units at this price
+# stay below 2**63, so no total overflows a BIGINT column or a DynamoDB number
+MAX_AMOUNT = 10**13
 
 
 class MoneyError(ValueError):

@@ -85,7 +85,7 @@ SQL_ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 # DynamoDB (moto, in-process) runs the storage contract suite and the HTTP API suite; the
 # service and plugin suites stay on the SQL engines (they test the kernel, not the store)
 DYNAMO_ENGINE = pytest.param("dynamodb", marks=pytest.mark.dynamodb)
-DYNAMO_SUITES = ("contract", "api")
+DYNAMO_SUITES = ("contract", "api", "faults")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -19,7 +19,9 @@ from kernel.api.carts import CartController
 from kernel.api.customers import ProfileController
 from kernel.api.errors import exception_handlers
 from kernel.api.inventory import InventoryController
+from kernel.api.openapi import document_problems
 from kernel.api.orders import MeController, OrderController
+from kernel.api.ratelimit import CheckoutLimiter
 from kernel.api.reports import ReportController
 from kernel.api.returns import ExchangeController
 from kernel.api.storefront import StorefrontController
@@ -79,7 +81,7 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
             if manage_lifecycle:
                 await niaga.close()
 
-    return _MsgspecOnly(
+    app = _MsgspecOnly(
         route_handlers=[StorefrontController, CartController, OrderController, MeController,
                         ProfileController,
                         AdminController, ReportController, InventoryController, ExchangeController,
@@ -87,7 +89,9 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
                         *(extra_route_handlers or [])],
         dependencies={"niaga": Provide(lambda: niaga, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers,
-        state=State({"admin_token_digest": digest(admin_token)}),
+        # the checkout limiter counts in this process (kernel.api.ratelimit says what that means)
+        state=State({"admin_token_digest": digest(admin_token),
+                     "checkout_limiter": CheckoutLimiter.from_env()}),
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         cors_config=CORSConfig(allow_origins=["*"]) if cors else None,
@@ -104,3 +108,5 @@ def create_app(niaga: Niaga, *, admin_token: str, manage_lifecycle: bool = True,
         logging_config=None,
         debug=False,
     )
+    document_problems(app)  # every problem+json status in /schema/openapi.json
+    return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
 
 from kernel.api.auth import provide_customer, provide_optional_customer
+from kernel.api.ratelimit import admit_checkout
 from kernel.api.schemas import (
     AddressUpdate,
     CartCreate,
@@ -109,12 +111,13 @@ class CartController(Controller):
                 for m in await carts.payment_methods(niaga, cart_id)]
 
     @post("/{cart_id:str}/checkout")
-    async def checkout(self, niaga: Niaga, cart_id: str, data: CheckoutCreate,
+    async def checkout(self, niaga: Niaga, cart_id: str, data: CheckoutCreate, state: State,
                        idempotency_key: IdempotencyKey = None,
                        channel: Channel = None) -> Response[OrderRead]:
         if not idempotency_key:
             raise ValidationError.field("Idempotency-Key",
                                         "this header is required so a retry charges once")
+        await admit_checkout(state.get("checkout_limiter"), niaga, cart_id)  # 429 if over
         order, created = await checkout(niaga, cart_id, data.payment, idempotency_key,
                                         request_hash(data.payment), channel)
         return Response(order_read(order), status_code=201 if created else 200)

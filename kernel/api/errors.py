@@ -32,6 +32,8 @@ def problem(status: int, title: str, detail: str, *, code: str | None = None,
         body["errors"] = errors
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if extra.get("retry_after") is not None:  # rate limit, busy store: when to retry (s)
+        headers = {"Retry-After": str(extra["retry_after"])}
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -79,6 +81,12 @@ def _webhook(_: Request, exc: WebhookRejected) -> Response:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
+    from kernel.store.transient import RETRY_AFTER_S, is_transient
+
+    if is_transient(exc):  # e.g. SQLite locked by another process: retryable, not a bug
+        log.warning("store busy on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "Busy, retry", "the store is busy; nothing was changed, retry "
+                       "shortly", code="busy", retry_after=RETRY_AFTER_S)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
                    code="internal")

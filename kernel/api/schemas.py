@@ -13,7 +13,7 @@ from msgspec import Meta, Struct
 
 from kernel.cart import Address, Cart
 from kernel.errors import ValidationError
-from kernel.money import Money, MoneyError
+from kernel.money import MAX_AMOUNT, Money, MoneyError
 
 Sku = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Quantity = Annotated[int, Meta(ge=0, le=999)]
@@ -32,9 +32,15 @@ class MoneyIn(Struct, forbid_unknown_fields=True):
 
     def to_money(self, field: str) -> Money:
         try:
-            return Money.parse(self.amount, self.currency)
+            parsed = Money.parse(self.amount, self.currency)
         except MoneyError as exc:
             raise ValidationError.field(field, str(exc)) from exc
+        if parsed.amount < 0:  # prices and captured amounts alike
+            raise ValidationError.field(f"{field}.amount", "must not be negative")
+        if parsed.amount > MAX_AMOUNT:  # refused before any total or column overflows
+            raise ValidationError.field(f"{field}.amount", f"must be at most "
+                                        f"{Money(MAX_AMOUNT, parsed.currency).format_amount()}")
+        return parsed
 
 
 def money(m: Money, locale: str | None = None) -> MoneyRead:

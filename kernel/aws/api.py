@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -65,6 +66,11 @@ def _adapter() -> Any:
         settings = config.Settings.from_env()
         niaga = config.shared_niaga()
         config.run(niaga.start())  # DynamoStore.start is cheap; the container owns the store
+        # Everything so far (imported modules, markets, plugins) lives as long as the
+        # container: freeze it out of the cyclic GC. Building the app allocates enough to
+        # trigger the process's first full collection, which would walk that whole heap
+        # (~13 ms of a ~50 ms create_app, docs/BENCHMARKS.md "Serverless").
+        gc.freeze()
         app = create_app(niaga, admin_token=config.admin_token(settings),
                          manage_lifecycle=False)
         _mangum = Mangum(app, lifespan="off")

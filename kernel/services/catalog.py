@@ -6,7 +6,8 @@ from typing import Any
 
 from kernel.catalog import Product
 from kernel.errors import NotFound, ValidationError
-from kernel.inventory import StockLevel, is_low
+from kernel.inventory import MAX_ON_HAND, StockLevel, is_low
+from kernel.money import MAX_AMOUNT
 from kernel.runtime import Niaga
 
 REASONS = ("pos_sale", "marketplace_sale", "receipt", "write_off", "count", "return",
@@ -21,6 +22,8 @@ async def put_product(ctx: Niaga, product: Product) -> Product:
                                         f"market {market_code} sells in {market.currency}")
         if price.amount < 0:
             raise ValidationError.field(f"prices.{market_code}.amount", "must not be negative")
+        if price.amount > MAX_AMOUNT:  # line and order totals must fit a BIGINT
+            raise ValidationError.field(f"prices.{market_code}.amount", "too large")
     await ctx.store.put_product(product)
     return product
 
@@ -50,6 +53,8 @@ async def set_stock(ctx: Niaga, sku: str, location_id: str, on_hand: int | None,
     for name, value in (("on_hand", on_hand), ("low_threshold", low_threshold)):
         if value is not None and value < 0:
             raise ValidationError.field(name, "must not be negative")
+        if value is not None and value > MAX_ON_HAND:
+            raise ValidationError.field(name, f"must be at most {MAX_ON_HAND}")
     await get_product(ctx, sku)
     await _location(ctx, location_id)
     level = await ctx.store.set_stock(sku, location_id, on_hand,
@@ -70,6 +75,10 @@ async def adjust(ctx: Niaga, sku: str, location_id: str, delta: int, reason: str
     if delta == 0:
         raise ValidationError.field("delta", "must not be zero")
     await _location(ctx, location_id)
+    current = (await ctx.store.get_stock([sku], [location_id])).get((sku, location_id))
+    if current is not None and current.on_hand + delta > MAX_ON_HAND:  # INTEGER column's guard
+        raise ValidationError.field("delta", f"would put {current.on_hand + delta} on hand; "
+                                             f"at most {MAX_ON_HAND}")
     level = await ctx.store.adjust_stock(sku, location_id, delta, reason, ctx.clock())
     if is_low(level):
         ctx.dispatcher.kick()  # it may have written stock.low

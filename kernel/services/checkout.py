@@ -26,6 +26,7 @@ from kernel.checkout import (
     normalise_email,
 )
 from kernel.errors import (
+    Busy,
     Conflict,
     GatewayError,
     IdempotencyMismatch,
@@ -161,8 +162,10 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
         # may have given back (a gateway that answered after many minutes)
         await _undo_payment(ctx, plugins, method, result, order_id, cart.id, idempotency_key)
         await _release(ctx, order_id)
-        raise Conflict(f"the payment took longer than the {market.reservation_minutes}-minute "
-                       "stock hold; nothing was charged, check out again")
+        late = Conflict(f"the payment took longer than the {market.reservation_minutes}-minute "
+                        "stock hold; nothing was charged, check out again")
+        await _remember_failure(ctx, cart.id, idempotency_key, body_hash, late)
+        raise late
 
     # place the order + events in one atomic write; on failure void and release
     order = _build_order(cart, market, order_id, number, method, result, allocations, now,
@@ -197,6 +200,15 @@ async def _checkout(ctx: Niaga, cart: Cart, payment: dict[str, Any], idempotency
         await _release(ctx, order_id)
         if winner is not None:
             return await _replay(ctx, fresh, idempotency_key, body_hash), False
+        if isinstance(exc, NiagaError) and result.status in ("authorized", "captured"):
+            # the gateway answers this key with the payment just undone: a retry with it
+            # must get this answer, never an order standing on a voided payment
+            if isinstance(exc, Busy):
+                exc = Conflict("the store stayed busy while placing the order; the payment "
+                               "was undone and nothing charged: check out again with a new "
+                               "Idempotency-Key")
+            await _remember_failure(ctx, cart.id, idempotency_key, body_hash, exc)
+            raise exc
         raise
     ctx.dispatcher.kick()
     return order, True
@@ -284,7 +296,11 @@ def _allocate(cart: Cart, market: Market, plugins: MarketPlugins, locations: lis
 
 async def _authorize(ctx: Niaga, plugins: MarketPlugins, method: str,
                      request: PaymentRequest) -> PaymentResult:
-    result = await payments.authorize(ctx, method, request)
+    try:
+        result = await payments.authorize(ctx, method, request)
+    except GatewayError:
+        await _void_unknown(ctx, plugins, method, request)
+        raise
     if result.status == "declined":
         raise PaymentDeclined(f"{method}: {result.message or 'payment declined'}",
                               gateway=method)
@@ -292,6 +308,21 @@ async def _authorize(ctx: Niaga, plugins: MarketPlugins, method: str,
         await _void(ctx, plugins, method, result, request.order_id, request.idempotency_key)
         raise GatewayError(f"{method} authorized {result.amount}, not {request.amount}")
     return result
+
+
+async def _void_unknown(ctx: Niaga, plugins: MarketPlugins, method: str,
+                        request: PaymentRequest) -> None:
+    """The gateway failed without an answer (a timeout): it may have authorized anyway.
+    Ask once more with the same idempotency key, which a gateway answers with the first
+    outcome and never charges twice, and void whatever it holds."""
+    try:
+        result = await payments.authorize(ctx, method, request)
+    except Exception:
+        log.warning("payment of unplaced order %s: the gateway %s gave no outcome; reconcile "
+                    "key %s with it", request.order_id, method, request.idempotency_key)
+        return
+    if result.status in ("authorized", "captured"):
+        await _void(ctx, plugins, method, result, request.order_id, request.idempotency_key)
 
 
 async def _void(ctx: Niaga, plugins: MarketPlugins, method: str, result: PaymentResult,

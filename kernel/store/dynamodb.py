@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import random
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -65,12 +66,13 @@ import msgspec
 
 from kernel.cart import MAX_LINES, Cart
 from kernel.catalog import Location, Product
-from kernel.errors import Conflict, InProgress, NotFound, VersionConflict
+from kernel.errors import Busy, Conflict, InProgress, NotFound, VersionConflict
 from kernel.events import Event
 from kernel.inventory import Reservation, StockLevel, fell_low, low_stock_events
 from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Order
 from kernel.store.base import Customer, IdempotencyRecord, StockEffects, StockShortage, Store
+from kernel.store.quiet import quiet_payload_loggers
 
 MAX_ACTIONS = 100  # TransactWriteItems
 # reserve: one stock update per (sku, location) row + the reservation item + its events;
@@ -157,6 +159,22 @@ class _Cancelled(Exception):
     def __init__(self, reasons: list[str]):
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
+
+
+class _Contended(_Cancelled, Busy):
+    """Still a transaction conflict after every retry: nothing was written. Callers that read
+    ``reasons`` see no failed condition; re-raised, it is a 409 ``busy`` with Retry-After."""
+
+    def __init__(self, reasons: list[str]):
+        _Cancelled.__init__(self, reasons)
+        self.detail = ("the store is busy with concurrent changes to the same items; nothing "
+                       "was changed, retry shortly")
+
+
+# TransactionConflict: another transaction or write touched an item at the same moment.
+# Retried with jittered exponential backoff (jitter: racing retries must not meet again).
+CONFLICT_ATTEMPTS = 8
+CONFLICT_BACKOFF_S = 0.01  # the first wait; doubles per attempt, 0.5-1x jitter, ~1.3 s in all
 
 
 class DynamoStore(Store):
@@ -267,7 +285,7 @@ class DynamoStore(Store):
         if len(actions) > MAX_ACTIONS:
             raise Conflict(f"one atomic write may change at most {MAX_ACTIONS} items; "
                            f"this one needs {len(actions)}")
-        for attempt in range(8):
+        for attempt in range(CONFLICT_ATTEMPTS):
             try:
                 self.client.transact_write_items(TransactItems=actions)
                 return
@@ -275,10 +293,14 @@ class DynamoStore(Store):
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = _reasons(exc)
-                if "TransactionConflict" in reasons and attempt < 7:
-                    time.sleep(0.01 * 2 ** attempt)
+                if "TransactionConflict" not in reasons:
+                    raise _Cancelled(reasons) from exc
+                if attempt < CONFLICT_ATTEMPTS - 1:
+                    time.sleep(CONFLICT_BACKOFF_S * 2 ** attempt * random.uniform(0.5, 1.0))
                     continue
-                raise _Cancelled(reasons) from exc
+                if "ConditionalCheckFailed" in reasons:
+                    raise _Cancelled(reasons) from exc  # a condition failed: the caller says which
+                raise _Contended(reasons) from exc
 
     def _put(self, item: dict[str, Any], condition: str | None = None,
              values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -316,7 +338,7 @@ class DynamoStore(Store):
 
     # lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        return None
+        quiet_payload_loggers()  # botocore logs request bodies (personal data) at DEBUG
 
     async def close(self) -> None:
         if self._pool is not None:

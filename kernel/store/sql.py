@@ -22,7 +22,13 @@ from kernel.cart import Cart
 from kernel.catalog import Location, Product
 from kernel.errors import Conflict, InProgress, NotFound, VersionConflict
 from kernel.events import Event
-from kernel.inventory import Reservation, StockLevel, fell_low, low_stock_events
+from kernel.inventory import (
+    MAX_ON_HAND,
+    Reservation,
+    StockLevel,
+    fell_low,
+    low_stock_events,
+)
 from kernel.loyalty import LedgerEntry, LoyaltyAccount
 from kernel.orders import Order
 from kernel.store.base import (
@@ -32,6 +38,7 @@ from kernel.store.base import (
     StockShortage,
     Store,
 )
+from kernel.store.quiet import quiet_payload_loggers
 
 _enc = msgspec.json.Encoder()
 _dec_cart = msgspec.json.Decoder(Cart)
@@ -207,6 +214,7 @@ class SqlStore(Store):
         return self.engine.transaction()
 
     async def start(self) -> None:
+        quiet_payload_loggers()  # aiosqlite logs SQL parameters (personal data) at DEBUG
         if self.name == "postgresql":
             await self.engine.start_connection_pool(min_size=1, max_size=self._pool_size)
 
@@ -348,7 +356,9 @@ class SqlStore(Store):
             rows = await (
                 S.update({S.on_hand: S.on_hand + delta})
                 .where((S.id == key) & WhereRaw("on_hand + {} >= reserved", delta)
-                       & WhereRaw("on_hand + {} >= 0", delta))
+                       & WhereRaw("on_hand + {} >= 0", delta)
+                       # two racing receipts past the service's bound: a 409, not an overflow
+                       & WhereRaw("on_hand + {} <= {}", delta, MAX_ON_HAND))
                 .returning(S.sku, S.location_id, S.on_hand, S.reserved, S.low_threshold)
             )
             if not rows:

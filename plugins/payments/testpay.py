@@ -7,8 +7,11 @@ It answers from the card token in the checkout body (``payment.token``):
 - ``tok_fail``: the gateway fails (a 502 upstream error);
 - ``tok_pending``: pending, like a card awaiting 3-D Secure: a signed
   ``payment.captured`` (or ``payment.failed``) webhook settles it later;
-- ``tok_timeout_after_auth``: authorizes like ``tok_ok``; the kernel's fault
-  tests use it to simulate a crash after the authorization.
+- ``tok_timeout_after_auth``: authorizes like ``tok_ok``, then the answer is lost
+  (a ``TimeoutError``, as an HTTP read timeout after the request went out); a
+  repeat with the same idempotency key answers the recorded authorization, as a
+  real gateway answers a retried idempotent request. The kernel's fault tests
+  use it (tests/faults).
 
 References are derived from the idempotency key, so a retried call returns the
 same reference and is recorded once. Every call is kept in an in-memory log
@@ -140,8 +143,13 @@ class TestPay:
                 amount=request.amount,
                 reference=reference,
             )
-        return self._once("authorize", request.idempotency_key, reference,
-                          request.amount.amount, result)
+        with self._lock:
+            seen = ("authorize", request.idempotency_key) in self._results
+        answer = self._once("authorize", request.idempotency_key, reference,
+                            request.amount.amount, result)
+        if token == "tok_timeout_after_auth" and not seen:
+            raise TimeoutError("testpay: authorized, but the answer timed out")
+        return answer
 
     def _operation(self, op: str, gateway: str, operation: PaymentOperation,
                    reference: str | None) -> OperationResult | None:

@@ -157,7 +157,8 @@ STAGES = {
          "import kernel.api.app, mangum"),
         ("config.shared_niaga() (markets, plugin entry points and modules, managers)",
          "niaga = config.shared_niaga()"),
-        ("create_app(...) + Mangum(...)",
+        ("gc.freeze() + create_app(...) + Mangum(...)",
+         "import gc\ngc.freeze()\n"  # as _adapter() does, before building the app
          "mangum.Mangum(kernel.api.app.create_app(niaga, admin_token=config.admin_token("
          "config.Settings.from_env()), manage_lifecycle=False), lifespan='off')"),
         ("store.client (boto3 import + DynamoDB client)", "niaga.store.client"),

@@ -206,3 +206,34 @@ def test_cash_rounding_leaves_its_remainder_as_an_adjustment(lines, cart_wide, m
     assert abs(remainder) <= 5_000  # never more than half a step
     assert all(a.source == "kernel:cash-rounding" for a in rounding)
     assert (remainder == 0) == (before % 10_000 == 0) == (not rounding)
+
+
+# -- parsing (issue 6: bad input) ------------------------------------------------------
+
+from kernel.money import MoneyError  # noqa: E402
+
+PARSE = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+codes = st.sampled_from([*CURRENCIES, "KWD", "XXX", "EURO", "eur", "", "ZZZ", "JP¥"]) | st.text(
+    max_size=4)
+
+
+@PARSE
+@given(st.text(max_size=40) | st.from_regex(r"-?\d{1,30}(\.\d{0,5})?", fullmatch=True), codes)
+def test_any_text_and_currency_parse_to_money_or_money_error(text, currency):
+    try:
+        m = Money.parse(text, currency)
+    except MoneyError:
+        return
+    assert isinstance(m.amount, int) and m.currency == currency
+    # what parsed prints back with the currency's digits and parses to the same money
+    assert Money.parse(m.format_amount(), currency) == m
+
+
+@PARSE
+@given(st.integers(-(10**20), 10**20), st.sampled_from([*CURRENCIES, "KWD"]))
+def test_format_and_parse_round_trip(amount, currency):
+    m = Money(amount, currency)
+    text = m.format_amount()
+    digits = currency_digits(currency)
+    assert len(text.partition(".")[2]) == digits
+    assert Money.parse(text, currency) == m
