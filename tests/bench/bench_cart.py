@@ -12,17 +12,19 @@ A script, not a test::
    ``TestClient``): checkout of carts with 1, 10 and 50 lines (50 generated products),
    with 3 vs 10 plugins enabled in the market, and with 4 vs 40 markets in the markets
    file; median time per checkout of R carts and SQL statements per checkout, each
-   against ``GET /markets`` in the same app.
+   against ``GET /markets`` in the same app. All variants are open at once and measured
+   in turns (a new random order each round), so the machine's drift falls on all alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
+import contextlib
 import logging
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +54,7 @@ from benchlib import (
     get_markets_once,
     kind_of,
     niaga_command,
+    run_context,
     say,
     stop,
     wait_ready,
@@ -173,8 +177,10 @@ def markets_file(tmp: Path, name: str, plugins: str, extra_markets: int) -> Path
     return path
 
 
-def scaling_app(tmp: Path, name: str, markets: Path | None, log: StatementLog,
-                runs: int, sizes: tuple[int, ...]) -> dict[str, Any]:
+def open_variant(stack: contextlib.ExitStack, tmp: Path, name: str, markets: Path | None,
+                 sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Build the app as ``niaga serve`` builds it on its own SQLite file and open a
+    ``TestClient`` on it (kept open in STACK so that variants can be measured in turns)."""
     from litestar.testing import TestClient
 
     from kernel.api.app import create_app
@@ -187,52 +193,111 @@ def scaling_app(tmp: Path, name: str, markets: Path | None, log: StatementLog,
     niaga = build(db, mfile)
     plugins = build_market_plugins(niaga.markets, Registry())[MARKET].names
     token = "adm_bench_scaling"
-    app = create_app(niaga, admin_token=token, sweep_every_s=None)
+    client = stack.enter_context(TestClient(create_app(niaga, admin_token=token,
+                                                       sweep_every_s=None)))
     admin = {"Authorization": f"Bearer {token}"}
-    out: dict[str, Any] = {"markets": len(niaga.markets), "plugins": list(plugins),
-                           "sizes": {}}
-    with TestClient(app) as client:
-        skus = [f"BENCH-{i:02d}" for i in range(max(sizes))]
-        for sku in skus:
-            r = client.put(f"/admin/products/{sku}", headers=admin, json={
-                "names": {"de-DE": f"Bench {sku}"}, "tax_class": "standard",
-                "prices": {MARKET: {"amount": "1.00", "currency": "EUR"}}})
-            assert r.status_code == 200, r.text
-            r = client.put(f"/admin/inventory/{sku}/{WAREHOUSE}", headers=admin,
-                           json={"on_hand": 1_000_000})
-            assert r.status_code == 200, r.text
-        floor = timed(lambda: client.get("/markets"), 200, 200)
-        out["floor_ms"] = statistics.median(floor)
+    skus = [f"BENCH-{i:02d}" for i in range(max(sizes))]
+    for sku in skus:
+        r = client.put(f"/admin/products/{sku}", headers=admin, json={
+            "names": {"de-DE": f"Bench {sku}"}, "tax_class": "standard",
+            "prices": {MARKET: {"amount": "1.00", "currency": "EUR"}}})
+        assert r.status_code == 200, r.text
+        r = client.put(f"/admin/inventory/{sku}/{WAREHOUSE}", headers=admin,
+                       json={"on_hand": 1_000_000})
+        assert r.status_code == 200, r.text
+    timed(lambda: client.get("/markets"), 0, 100)  # warm the app before the first turn
+    return {"name": name, "niaga": niaga, "client": client, "skus": skus, "sizes": sizes,
+            "markets": len(niaga.markets), "plugins": list(plugins)}
+
+
+def scaling(variants: list[dict[str, Any]], log: StatementLog, runs: int,
+            warm: int = 3) -> dict[str, dict[str, Any]]:
+    """Checkouts of every (variant, size) in turns, in a new random order each round, so
+    that the machine's drift (it is shared) falls on all of them alike; each turn also
+    samples the variant's own floor (``GET /markets``). The first WARM rounds are dropped."""
+    pairs = [(v, size) for v in variants for size in v["sizes"]]
+    carts = {(v["name"], size): [cart_with(v["client"], v["skus"][:size])
+                                 for _ in range(runs + warm)] for v, size in pairs}
+    samples: dict[tuple[str, int], dict[str, list[float]]] = {
+        (v["name"], size): {"ms": [], "statements": [], "data": [], "floor": []}
+        for v, size in pairs}
+    stock_updates: dict[tuple[str, int], int] = {}
+    rng = random.Random(6)
+    for rnd in range(runs + warm):
+        rng.shuffle(pairs)
+        for v, size in pairs:
+            key, client = (v["name"], size), v["client"]
+            floor = timed(lambda c=client: c.get("/markets"), 5, 0)
+            cid = carts[key][rnd]
+            time.sleep(0.05)  # the previous checkout's outbox relay runs after it
+            log.entries.clear()
+            log.recording = True
+            t0 = time.perf_counter()
+            r = client.post(f"/carts/{cid}/checkout", json=PAYMENT,
+                            headers={"Idempotency-Key": f"s-{cid}"})
+            elapsed = time.perf_counter() - t0
+            log.recording = False
+            if r.status_code != 201:
+                raise RuntimeError(f"{key}: checkout: {r.status_code} {r.text[:800]}")
+            if rnd < warm:
+                continue
+            req = [e for e in log.entries if e[2] == "request"]
+            s = samples[key]
+            s["ms"].append(elapsed * 1000)
+            s["floor"].append(statistics.median(floor))
+            s["statements"].append(len(req))
+            s["data"].append(sum(1 for e in req if kind_of(e[0]) == "data"))
+            stock_updates[key] = sum(1 for e in req if 'UPDATE "niaga_stock"' in e[0])
+    out: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        res = out[v["name"]] = {"markets": v["markets"], "plugins": v["plugins"], "sizes": {}}
+        for size in v["sizes"]:
+            s = samples[(v["name"], size)]
+            res["sizes"][size] = {k: statistics.median(s[k])
+                                  for k in ("ms", "statements", "data", "floor")}
+            res["sizes"][size]["stock_updates"] = stock_updates[(v["name"], size)]
+            say(f"scaling {v['name']}: {size} lines: {res['sizes'][size]['ms']:.2f} ms, "
+                f"{res['sizes'][size]['statements']:.0f} statements "
+                f"(floor {res['sizes'][size]['floor']:.2f} ms)")
+        res["floor_ms"] = statistics.median(
+            [res["sizes"][size]["floor"] for size in v["sizes"]])
+    return out
+
+
+def count_calls(tmp: Path, name: str, markets: Path | None,
+                sizes: tuple[int, ...]) -> dict[int, int]:
+    """Python function calls made while serving one checkout of each size: a count, not a
+    time, so it repeats (to a few calls of event-loop scheduling) whatever else the machine
+    does. The profile hook is set only for the threads the app starts (the TestClient's
+    portal, the SQLite connection) and only in this pass, so it never slows the timed runs.
+    The outbox relay, which runs in the background after the response, is switched off
+    here so that its timing cannot leak into the count."""
+    calls = [0]
+    counting = [False]
+
+    def hook(_frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and counting[0]:
+            calls[0] += 1
+
+    out: dict[int, int] = {}
+    with contextlib.ExitStack() as stack:
+        threading.setprofile(hook)  # inherited by the portal thread the TestClient starts
+        try:
+            v = open_variant(stack, tmp, f"calls-{name}", markets, sizes)
+        finally:
+            threading.setprofile(None)  # type: ignore[arg-type]
+        client = v["client"]
+        v["niaga"].dispatcher.in_process = False
         for size in sizes:
-            carts = [cart_with(client, skus[:size]) for _ in range(runs + 3)]
-            times, statements, data = [], [], []
-            for i, cid in enumerate(carts):
-                time.sleep(0.05)  # the previous checkout's outbox relay runs after it
-                log.entries.clear()
-                log.recording = True
-                t0 = time.perf_counter()
+            carts = [cart_with(client, v["skus"][:size]) for _ in range(3)]
+            for i, cid in enumerate(carts):  # two warm-ups fill the caches, then count
+                calls[0], counting[0] = 0, i == 2
                 r = client.post(f"/carts/{cid}/checkout", json=PAYMENT,
-                                headers={"Idempotency-Key": f"s-{cid}"})
-                elapsed = time.perf_counter() - t0
-                log.recording = False
-                if r.status_code != 201:
-                    raise RuntimeError(f"{name}: checkout of {size} lines: {r.status_code} "
-                                       f"{r.text[:800]}")
-                if i < 3:
-                    continue  # warm-up
-                req = [e for e in log.entries if e[2] == "request"]
-                times.append(elapsed * 1000)
-                statements.append(len(req))
-                data.append(sum(1 for e in req if kind_of(e[0]) == "data"))
-            out["sizes"][size] = {"ms": statistics.median(times),
-                                  "statements": statistics.median(statements),
-                                  "data": statistics.median(data),
-                                  "stock_updates": sum(1 for e in log.entries
-                                                       if e[2] == "request" and
-                                                       'UPDATE "niaga_stock"' in e[0])}
-            say(f"scaling {name}: {size} lines: {out['sizes'][size]['ms']:.2f} ms, "
-                f"{out['sizes'][size]['statements']:.0f} statements "
-                f"(floor {out['floor_ms']:.2f} ms)")
+                                headers={"Idempotency-Key": f"c-{cid}"})
+                counting[0] = False
+                assert r.status_code == 201, r.text
+            out[size] = calls[0]
+            say(f"calls {name}: {size} lines: {out[size]} Python calls")
     return out
 
 
@@ -306,24 +371,36 @@ def render(args: argparse.Namespace, ops: dict[str, Any], sc: dict[str, Any], co
         "",
         f"The app built as `niaga serve` builds it, on a fresh SQLite file, driven by "
         f"Litestar's `TestClient` in this process; 50 generated products (EUR 1.00, stock "
-        f"at `{WAREHOUSE}`); {args.carts} checkouts per size after 3 warm-up ones, median; "
+        f"at `{WAREHOUSE}`); {args.carts} checkouts per size after 3 warm-up rounds, median; "
+        "all sizes and the variants below are measured in turns, in a new random order each "
+        "round, so drift falls on all alike; "
         "statements counted as in the SQLite section (sent while serving the request).",
         "",
-        "| lines | time per checkout | ÷ `GET /markets` | SQL statements | of which data | "
-        "`UPDATE niaga_stock` |",
-        "|---|---|---|---|---|---|",
+        "| lines | time per checkout | ÷ `GET /markets` | Python calls | SQL statements | "
+        "of which data | `UPDATE niaga_stock` |",
+        "|---|---|---|---|---|---|---|",
     ]
     floor_ms = sc["sizes"]["floor_ms"]
     for n in SIZES:
         x = s[n]
         lines.append(f"| {n} | {x['ms']:.2f} ms | {x['ms'] / floor_ms:.0f}× | "
-                     f"{x['statements']:.0f} | {x['data']:.0f} | {x['stock_updates']} |")
+                     f"{x['calls']} | {x['statements']:.0f} | {x['data']:.0f} | "
+                     f"{x['stock_updates']} |")
     grows = fifty["statements"] - one["statements"]
+    c1, c10, c50 = one["calls"], ten["calls"], fifty["calls"]
+    clin = (c50 - c10) / 40 / ((c10 - c1) / 9)
     lines += [
         "",
+        f"- Python calls (counted with a profile hook in a separate pass: repeatable to a "
+        f"few calls): {c1} → {c10} → {c50}; per extra line {(c10 - c1) / 9:.0f} from 1 to 10 "
+        f"lines and {(c50 - c10) / 40:.0f} from 10 to 50: ratio **{clin:.2f}** "
+        f"({'linear' if 0.8 <= clin <= 1.2 else 'NOT linear'}: within 20 % of 1; the work "
+        "per line does not grow with the number of lines).",
         f"- per extra line: **{per_line:.3f} ms** ((t50 − t1) / 49); t50 ÷ t1 = "
         f"{fifty['ms'] / one['ms']:.1f} for 50× the lines. t50 ÷ (t1 + 49 × the per-line "
-        f"cost seen between 1 and 10 lines) = **{lin:.2f}** (≤ 1: no worse than linear).",
+        f"cost seen between 1 and 10 lines) = **{lin:.2f}** (1 is linear; a ratio of times "
+        "on a shared machine, so it carries its noise: the call count above is the exact "
+        "measure).",
         f"- statements: {one['statements']:.0f} → {ten['statements']:.0f} → "
         f"{fifty['statements']:.0f} (+{grows:.0f} from 1 to 50 lines). "
         + ("Flat: only the number of rows each statement touches grows. "
@@ -342,25 +419,28 @@ def render(args: argparse.Namespace, ops: dict[str, Any], sc: dict[str, Any], co
         f"file ({m4['markets']} markets) against it plus copies of DE under other codes "
         f"({m40['markets']} markets). Checkout in DE, {args.carts} carts each, median.",
         "",
-        "| variant | time per checkout | ÷ `GET /markets` | SQL statements |",
-        "|---|---|---|---|",
+        "| variant | time per checkout | ÷ `GET /markets` | Python calls | SQL statements |",
+        "|---|---|---|---|---|",
     ]
     for label, x in ((f"{len(few['plugins'])} plugins in DE", few),
                      (f"{len(many['plugins'])} plugins in DE", many),
                      (f"{m4['markets']} markets", m4), (f"{m40['markets']} markets", m40)):
         y = x["sizes"][3]
         lines.append(f"| {label} | {y['ms']:.2f} ms | {y['ms'] / x['floor_ms']:.0f}× | "
-                     f"{y['statements']:.0f} |")
+                     f"{y['calls']} | {y['statements']:.0f} |")
     rp = many["sizes"][3]["ms"] / few["sizes"][3]["ms"]
     rm = m40["sizes"][3]["ms"] / m4["sizes"][3]["ms"]
+    cp = many["sizes"][3]["calls"] / few["sizes"][3]["calls"]
+    cm = m40["sizes"][3]["calls"] / m4["sizes"][3]["calls"]
     lines += [
         "",
-        f"- {len(many['plugins'])} ÷ {len(few['plugins'])} plugins: **{rp:.2f}** (the extra "
-        "plugins answer hooks a checkout calls: payment methods, delivery options, risk, "
-        "loyalty).",
-        f"- {m40['markets']} ÷ {m4['markets']} markets: **{rm:.2f}** "
-        f"({'flat' if rm <= 1.15 else 'NOT flat'}: within 15 %; a checkout touches only its "
-        "own market's plugin manager).",
+        f"- {len(many['plugins'])} ÷ {len(few['plugins'])} plugins: time **{rp:.2f}**, "
+        f"Python calls **{cp:.2f}** (the extra plugins answer hooks a checkout calls: "
+        "payment methods, delivery options, risk, loyalty; 3 is the fewest a checkout can "
+        "run with: tax, payment and delivery).",
+        f"- {m40['markets']} ÷ {m4['markets']} markets: time **{rm:.2f}**, Python calls "
+        f"**{cm:.2f}** ({'flat' if cm <= 1.02 and rm <= 1.15 else 'NOT flat'}: calls within "
+        "2 % and time within 15 %; a checkout touches only its own market's plugin manager).",
         "",
         END,
     ]
@@ -374,10 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--carts", type=int, default=25, help="checkouts per scaling variant")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    argv_shown = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python tests/bench/bench_cart.py " + " ".join(argv_shown)
-    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    command, when, load = run_context("bench_cart.py", argv)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="niaga-bench-cart-"))
     try:
@@ -385,16 +462,23 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         log = StatementLog()
         log.install()
-        sc = {
-            "sizes": scaling_app(tmp, "sizes", None, log, args.carts, SIZES),
-            "few": scaling_app(tmp, "few", markets_file(tmp, "few", "few", 0), log,
-                               args.carts, (3,)),
-            "many": scaling_app(tmp, "many", markets_file(tmp, "many", "many", 0), log,
-                                args.carts, (3,)),
-            "m4": scaling_app(tmp, "m4", None, log, args.carts, (3,)),
-            "m40": scaling_app(tmp, "m40", markets_file(tmp, "m40", "demo", 36), log,
-                               args.carts, (3,)),
-        }
+        with contextlib.ExitStack() as stack:
+            variants = [
+                open_variant(stack, tmp, "sizes", None, SIZES),
+                open_variant(stack, tmp, "few", markets_file(tmp, "few", "few", 0), (3,)),
+                open_variant(stack, tmp, "many", markets_file(tmp, "many", "many", 0), (3,)),
+                open_variant(stack, tmp, "m4", None, (3,)),
+                open_variant(stack, tmp, "m40", markets_file(tmp, "m40", "demo", 36), (3,)),
+            ]
+            sc = scaling(variants, log, args.carts)
+        calls = {"sizes": count_calls(tmp, "sizes", None, SIZES)}
+        for name, mfile in (("few", markets_file(tmp, "few", "few", 0)),
+                            ("many", markets_file(tmp, "many", "many", 0)), ("m4", None),
+                            ("m40", markets_file(tmp, "m40", "demo", 36))):
+            calls[name] = count_calls(tmp, name, mfile, (3,))
+        for name, counted in calls.items():
+            for size, n in counted.items():
+                sc[name]["sizes"][size]["calls"] = n
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     section = render(args, ops, sc, command, when, load)

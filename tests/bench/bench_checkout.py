@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import platform
 import shutil
@@ -41,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchlib import (  # tests/bench/benchlib.py: shared with the other scripts
+from benchlib import (
     ADDRESS,
     CHANNEL,
     MARKET,
@@ -53,6 +52,7 @@ from benchlib import (  # tests/bench/benchlib.py: shared with the other scripts
     StatementLog,
     kind_of,
     met,
+    run_context,  # tests/bench/benchlib.py: shared with the other scripts
     say,
     server_run,
     short_sql,
@@ -326,10 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkouts < 1 or args.concurrency < 1:
         parser.error("--checkouts and --concurrency must be positive")
 
-    argv_shown = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python tests/bench/bench_checkout.py " + " ".join(argv_shown)
-    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    command, when, load = run_context("bench_checkout.py", argv)
     say(f"{when}; cpu_count {os.cpu_count()}; load {load}; Python {platform.python_version()}")
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="niaga-bench-"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import platform
 import shutil
@@ -27,7 +26,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchlib import MARKET, ROOT, SKUS, WAREHOUSE, WARMUP_CHECKOUTS, say, server_run, write_section
+from benchlib import (
+    MARKET,
+    ROOT,
+    SKUS,
+    WAREHOUSE,
+    WARMUP_CHECKOUTS,
+    run_context,
+    say,
+    server_run,
+    write_section,
+)
 
 START = "<!-- bench:checkout-postgres:start -->"
 END = "<!-- bench:checkout-postgres:end -->"
@@ -119,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 2:
         parser.error("--workers: this benchmark is about several workers (>= 2)")
 
-    argv_shown = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python tests/bench/bench_postgres.py " + " ".join(argv_shown)
-    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    command, when, load = run_context("bench_postgres.py", argv)
     say(f"{when}; cpu_count {os.cpu_count()}; load {load}")
     t0 = time.perf_counter()
     base = args.pg.rstrip("/")

@@ -8,6 +8,7 @@ tests/bench/bench_*.py``, this folder is on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import json
 import os
@@ -39,6 +40,16 @@ FLOOR_THROUGHPUT_REQUESTS = 3000
 
 def say(*parts: Any) -> None:
     print("[bench]", *parts, flush=True)
+
+
+def run_context(script: str, argv: list[str] | None) -> tuple[str, str, str]:
+    """The command line to print with a section (as run from the repository root), the
+    local time and the load average at start, for a benchmark's header."""
+    shown = argv if argv is not None else sys.argv[1:]
+    command = f".venv/bin/python tests/bench/{script} " + " ".join(shown)
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    return command.rstrip(), when, load
 
 
 # -- HTTP client --------------------------------------------------------------------------
