@@ -56,7 +56,18 @@ def app_from_env():
     niaga = build(os.environ["NIAGA_DB"], os.environ.get("NIAGA_MARKETS") or None)
     return create_app(niaga, admin_token=os.environ["NIAGA_ADMIN_TOKEN"],
                       sweep_every_s=float(os.environ.get("NIAGA_SWEEP_EVERY", "30")),
-                      cors=os.environ.get("NIAGA_CORS") == "1")
+                      cors=os.environ.get("NIAGA_CORS") == "1",
+                      extra_route_handlers=_storefront_routes(
+                          os.environ.get("NIAGA_STOREFRONT") or None))
+
+
+def _storefront_routes(directory: str | None) -> list | None:
+    """The example storefront's routes (``--storefront``); imported only when asked for."""
+    if directory is None:
+        return None
+    from kernel.api.shop import storefront_routes
+
+    return storefront_routes(Path(directory))
 
 
 def _serve_workers(config) -> None:
@@ -90,6 +101,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from kernel.errors import ConfigError
 
     args.db = args.db or DEFAULT_DB
+    storefront = None
+    if args.storefront is not None:
+        from kernel.api.shop import StorefrontNotFound, resolve_dir
+
+        try:
+            storefront = str(resolve_dir(args.storefront))
+        except StorefrontNotFound as exc:
+            print(f"niaga: --storefront: {exc}", file=sys.stderr)
+            return 1
     token = os.environ.get("NIAGA_ADMIN_TOKEN")
     generated = not token
     token = token or "adm_" + secrets.token_urlsafe(24)
@@ -106,18 +126,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{seeded['locations']} locations, {seeded['stock_rows']} stock rows")
     if generated:
         print(f"niaga: admin token (set NIAGA_ADMIN_TOKEN to choose one): {token}")
+    if storefront:
+        print(f"niaga: storefront on http://{args.host}:{args.port}/shop/  ({storefront})")
     print(f"niaga: API on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)",
           flush=True)
     if args.workers > 1:
         os.environ.update(NIAGA_DB=_db_url(args.db), NIAGA_ADMIN_TOKEN=token,
-                          NIAGA_MARKETS=str(_markets_path(args.markets)))
+                          NIAGA_MARKETS=str(_markets_path(args.markets)),
+                          NIAGA_STOREFRONT=storefront or "")
         _serve_workers(uvicorn.Config(
             "kernel.cli:app_from_env", factory=True, host=args.host, port=args.port,
             workers=args.workers, log_level=args.log_level, access_log=False))
         return 0
     from kernel.api.app import create_app
 
-    app = create_app(niaga, admin_token=token, sweep_every_s=30.0)
+    app = create_app(niaga, admin_token=token, sweep_every_s=30.0,
+                     extra_route_handlers=_storefront_routes(storefront))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=False)
     return 0
@@ -151,6 +175,12 @@ def cmd_markets_check(args: argparse.Namespace) -> int:
     _table(["market", "name", "currency", "locales", "tax", "plugins"], rows)
     print(f"{args.file}: OK ({len(markets)} markets)")
     return 0
+
+
+def cmd_markets_push(args: argparse.Namespace) -> int:
+    from kernel.aws.ops import markets_push
+
+    return markets_push(args.file, args.ssm_name)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -275,6 +305,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """The API's OpenAPI document as JSON, keys sorted: the same on every run and machine."""
+    import json
+
+    from kernel.api.openapi import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"niaga openapi: wrote {args.out}", file=sys.stderr)
+    else:  # UTF-8 whatever the terminal's encoding, as the file is
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    return 0
+
+
 def _table(headers: list[str], rows: list[tuple]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -303,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
                        "sweeper handlers (README: Run the AWS shape locally)")
     serve.add_argument("--template", help="with --aws-local: the SAM template "
                        "(default: infra/template.yaml of the source checkout)")
+    serve.add_argument("--storefront", nargs="?", const="", metavar="DIR",
+                       help="also serve the example storefront (static files) at /shop/, "
+                       "and redirect / there; DIR defaults to examples/storefront of the "
+                       "source checkout, else of the current directory "
+                       "(examples/storefront/README.md)")
     serve.set_defaults(func=cmd_serve)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
@@ -313,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     check = msub.add_parser("check", help="validate a markets file and its plugin settings")
     check.add_argument("file")
     check.set_defaults(func=cmd_markets_check)
+    push = msub.add_parser("push", help="check a markets file, then put it in the SSM "
+                           "parameter the AWS functions read (docs/operating-aws.md)")
+    push.add_argument("file")
+    push.add_argument("--ssm-name", required=True, metavar="NAME",
+                      help="the parameter: the stack's MarketsParameterName output, "
+                      "/<stack>/markets")
+    push.set_defaults(func=cmd_markets_push)
 
     sweep = sub.add_parser("sweep", help="expire unpaid orders and release abandoned stock once")
     sweep.add_argument("--db", default="niaga.sqlite")
@@ -343,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--db", help="SQLite file to keep afterwards (default: a temporary one)")
     demo.set_defaults(func=cmd_demo)
 
+    openapi = sub.add_parser("openapi", help="print the API's OpenAPI document (what "
+                             "/schema/openapi.json serves), built without a store")
+    openapi.add_argument("--out", metavar="FILE", help="write it to FILE instead "
+                         "(docs/openapi.json is `niaga openapi --out docs/openapi.json`)")
+    openapi.set_defaults(func=cmd_openapi)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.aws_local and args.db is not None:
@@ -352,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             serve.error("--workers cannot be used with --aws-local: moto runs in the process")
         if args.template and not args.aws_local:
             serve.error("--template is only read with --aws-local")
+        if args.aws_local and args.storefront is not None:
+            serve.error("--storefront cannot be used with --aws-local: the Lambda API serves "
+                        "no static files (put the storefront on a CDN in front of it)")
     return args.func(args)
 
 

@@ -105,3 +105,22 @@ def document_problems(app: Litestar) -> None:
             if 401 in declared and not handler.resolve_security():
                 handler.security = [{"bearer": []}]
                 handler._resolved_security = [{"bearer": []}]
+
+
+def openapi_document() -> dict:
+    """The OpenAPI document ``niaga serve`` answers at ``/schema/openapi.json``, built offline.
+
+    The routes and their schemas do not depend on the markets, the installed plugins or the
+    store, so the app is built around no markets, no plugins and a store that is never
+    opened (``niaga openapi``; docs/openapi.json is its output).
+    """
+    from kernel.api.app import create_app
+    from kernel.plugins import Registry
+    from kernel.runtime import Niaga
+
+    class _NoStore:
+        name = "none"  # building the app reads nothing from the store
+
+    niaga = Niaga(_NoStore(), {}, registry=Registry(discover=False))  # type: ignore[arg-type]
+    app = create_app(niaga, admin_token="unused", manage_lifecycle=False)
+    return app.openapi_schema.to_schema()

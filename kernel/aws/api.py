@@ -4,8 +4,11 @@ container, with Powertools Logger, Metrics and Idempotency around it.
 Metrics (EMF, namespace ``Niaga``) are read off the responses of
 ``POST /carts/{id}/checkout`` so the kernel stays free of AWS imports: a 201 counts
 ``OrdersPlaced`` and adds the order total to ``Revenue`` (major units of the market's
-currency, dimensions ``market`` and ``currency``); a 4xx/5xx counts ``CheckoutFailures``.
-A 200 is a replayed checkout and counts nothing.
+currency, dimensions ``market`` and ``currency``); a 4xx/5xx counts ``CheckoutFailures``
+twice, once in total and once by ``reason``, the problem's ``code`` (``out_of_stock``,
+``payment_declined``, ``internal`` …; ``http_<status>`` without one). Every metric also
+has the dimension ``service=niaga-api``. A 200 is a replayed checkout and counts nothing.
+docs/operating-aws.md lists them with the alarms built on them.
 
 Why two idempotency layers
 --------------------------
@@ -42,8 +45,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from kernel.aws import config
 
 NAMESPACE = "Niaga"
+SERVICE = {"service": "niaga-api"}  # on every metric, whatever POWERTOOLS_SERVICE_NAME says
 logger = Logger(service="niaga-api")
 metrics = Metrics(namespace=NAMESPACE, service="niaga-api")
+config.route_kernel_logs(logger)  # kernel logs as JSON too, on Lambda
 
 CHECKOUT = re.compile(r"^/carts/[^/]+/checkout/?$")
 # checkout and money movements: the routes whose retries must charge/refund once
@@ -186,6 +191,21 @@ def _serve(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _adapter()(event, context)
 
 
+REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # a problem code; bounds the dimension
+
+
+def _reason(response: dict[str, Any], status: int) -> str:
+    """The problem's ``code`` (a short, fixed vocabulary: never a message or an id)."""
+    try:
+        body = response.get("body") or ""
+        if response.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        code = json.loads(body).get("code")
+    except (ValueError, TypeError, AttributeError):
+        code = None
+    return code if isinstance(code, str) and REASON.match(code) else f"http_{status}"
+
+
 def _record_metrics(event: dict[str, Any], response: dict[str, Any]) -> None:
     method, path = _request(event)
     if method != "POST" or not CHECKOUT.match(path):
@@ -193,6 +213,9 @@ def _record_metrics(event: dict[str, Any], response: dict[str, Any]) -> None:
     status = int(response.get("statusCode", 500))
     if status >= 400:
         metrics.add_metric(name="CheckoutFailures", unit=MetricUnit.Count, value=1)
+        with single_metric(name="CheckoutFailures", unit=MetricUnit.Count, value=1,
+                           namespace=NAMESPACE, default_dimensions=SERVICE) as metric:
+            metric.add_dimension(name="reason", value=_reason(response, status))
         return
     if status != 201:
         return  # a replay: counted when it was placed
@@ -208,7 +231,7 @@ def _record_metrics(event: dict[str, Any], response: dict[str, Any]) -> None:
         logger.warning("placed order without a readable total; revenue not recorded")
         return
     with single_metric(name="Revenue", unit=MetricUnit.NoUnit, value=amount,
-                       namespace=NAMESPACE) as metric:
+                       namespace=NAMESPACE, default_dimensions=SERVICE) as metric:
         metric.add_dimension(name="market", value=market)
         metric.add_dimension(name="currency", value=currency)
 

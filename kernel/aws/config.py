@@ -8,18 +8,28 @@
                                the demo markets shipped with the kernel
 ``NIAGA_ADMIN_TOKEN``          the admin bearer token, or ``NIAGA_ADMIN_TOKEN_PARAM``: an SSM
                                SecureString parameter holding it
+``NIAGA_SECRETS``              names of plugin secrets (comma-separated, e.g.
+                               ``STRIPE_API_KEY_DE``), each read from the SSM parameter
+                               ``NIAGA_SECRETS_PREFIX`` + name (a SecureString) into the
+                               environment variable of that name, where a plugin's
+                               ``*_env`` setting looks for it; unset: no SSM call
 ``NIAGA_DYNAMODB_ENDPOINT``    optional endpoint override (``moto_server``, DynamoDB Local)
 =============================  ==========================================================
 
-Everything here is built lazily, once per container (a warm Lambda reuses it); the
-markets parameter is cached by Powertools Parameters for ``PARAM_MAX_AGE`` seconds.
+Everything here is built lazily, once per container (a warm Lambda reuses it): the markets
+file and the secrets are read when a container builds its kernel, at its first invocation,
+and kept for the container's life. A changed markets parameter reaches containers started
+after the change; warm ones keep what they read (docs/operating-aws.md: new containers, or
+the template's ``ConfigRevision`` to replace them all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tomllib
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +50,8 @@ class Settings:
     admin_token: str | None
     admin_token_param: str | None
     dynamodb_endpoint: str | None
+    secrets: tuple[str, ...] = ()
+    secrets_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +67,9 @@ class Settings:
             admin_token=env.get("NIAGA_ADMIN_TOKEN") or None,
             admin_token_param=env.get("NIAGA_ADMIN_TOKEN_PARAM") or None,
             dynamodb_endpoint=env.get("NIAGA_DYNAMODB_ENDPOINT") or None,
+            secrets=tuple(n.strip() for n in env.get("NIAGA_SECRETS", "").split(",")
+                          if n.strip()),
+            secrets_prefix=env.get("NIAGA_SECRETS_PREFIX") or None,
         )
 
 
@@ -68,6 +83,53 @@ def load_markets_param(name: str) -> dict[str, Market]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"ssm:{name}: not valid TOML: {exc}"]) from exc
     return parse_markets(data)
+
+
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def load_secrets(settings: Settings, environ: MutableMapping[str, str] | None = None
+                 ) -> list[str]:
+    """Put each of ``NIAGA_SECRETS`` into the environment from its SecureString parameter
+    (``GetParameters``, 10 names a call), before the plugins read it. A variable the
+    environment already has is left alone. Returns the names set."""
+    if not settings.secrets:
+        return []
+    environ = os.environ if environ is None else environ
+    bad = [n for n in settings.secrets if not SECRET_NAME.match(n)]
+    if bad or not settings.secrets_prefix:
+        raise ConfigError([f"NIAGA_SECRETS: {n!r} is not an environment variable name"
+                           for n in bad] or ["NIAGA_SECRETS needs NIAGA_SECRETS_PREFIX"])
+    from aws_lambda_powertools.utilities import parameters
+
+    wanted = [n for n in settings.secrets if n not in environ]
+    if not wanted:
+        return []
+    names = [settings.secrets_prefix + n for n in wanted]
+    found: dict[str, Any] = parameters.get_parameters_by_name(
+        {name: {} for name in names}, decrypt=True, max_age=PARAM_MAX_AGE,
+        raise_on_error=False)  # GetParameters, 10 names a call
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ConfigError([f"NIAGA_SECRETS: no SSM parameter {n}" for n in missing])
+    for name, full in zip(wanted, names, strict=True):
+        environ[name] = str(found[full])
+    return wanted
+
+
+def route_kernel_logs(logger: Any) -> None:
+    """On Lambda, send the kernel's own loggers (``niaga``, ``niaga.checkout`` …) through the
+    function's Powertools ``Logger``: JSON lines with its keys, the invocation's
+    ``correlation_id`` and the logger's ``name``, at its level. Elsewhere (tests,
+    ``--aws-local``) the standard logging set-up is left alone."""
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    import logging
+
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    logging.getLogger("niaga")  # registered before its children are imported
+    copy_config_to_registered_loggers(source_logger=logger, include={"niaga"})
 
 
 def admin_token(settings: Settings) -> str:
@@ -85,6 +147,7 @@ def build_niaga(settings: Settings | None = None, **store_kwargs: Any) -> Niaga:
     """A kernel on the table: DynamoStore + markets. The outbox is relayed by the stream
     worker, so the in-process dispatcher is switched off."""
     settings = settings or Settings.from_env()
+    load_secrets(settings)  # before the plugins are built: they read their *_env variables
     markets = (load_markets_param(settings.markets_param) if settings.markets_param
                else load_markets(demo_markets_path()))
     store = DynamoStore(settings.table, endpoint_url=settings.dynamodb_endpoint, **store_kwargs)

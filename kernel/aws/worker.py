@@ -14,9 +14,21 @@
   EventBridge like any other event. Derived here, not in the write, so a checkout pays no
   capacity for it.
 
+Invoked with ``{"redrive": {...}}`` instead of stream records, it delivers the outbox
+events still undelivered after their records failed for good (:func:`redrive`).
+
 At least once, applied once: a record delivered twice finds its event marked delivered
 (or its release marker written) and does nothing; the ledger's entry ids are idempotent
 too. A record that fails is reported in ``batchItemFailures`` and only it is retried.
+
+Metrics (EMF, namespace ``Niaga``, dimension ``service=niaga-worker``), one log line per
+invocation that has any: ``EventsDelivered`` (outbox events handed to the hooks and
+EventBridge), ``OutboxLag`` (milliseconds from an event's ``at`` to its delivery, one value
+per event), ``ReservationUnitsReleased`` (units a TTL-deleted hold gave back) and
+``RecordFailures`` (records that failed: those reported in ``batchItemFailures``, which
+Lambda does not count as ``Errors``, and every record of a batch in which all failed,
+which Powertools raises as an invocation error). Powertools' ``Metrics`` is imported by
+``aws_lambda_powertools`` itself: no cold-start cost.
 
 No Litestar here: this module imports the domain, the store and Powertools only.
 """
@@ -27,18 +39,22 @@ import json
 from typing import Any
 
 import msgspec
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from kernel.aws import config
 from kernel.events import Event
 
 logger = Logger(service="niaga-worker")
+metrics = Metrics(namespace="Niaga", service="niaga-worker")
+config.route_kernel_logs(logger)  # kernel logs as JSON too, on Lambda
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 SOURCE = "niaga"
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
@@ -75,9 +91,19 @@ async def _outbox(image: dict[str, Any]) -> str:
     event = store.event_from_item(image)
     if await store.event_delivered(event.id):
         return "duplicate"
+    return await _deliver(event)
+
+
+async def _deliver(event: Event) -> str:
+    niaga = config.shared_niaga()
+    store: Any = niaga.store
     await niaga.dispatcher.deliver(event)  # ledger (idempotent ids), then notify hooks
     publish(event, config.Settings.from_env().event_bus)
-    await store.mark_events_delivered([event.id], niaga.clock())
+    now = niaga.clock()
+    await store.mark_events_delivered([event.id], now)
+    metrics.add_metric(name="EventsDelivered", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="OutboxLag", unit=MetricUnit.Milliseconds,
+                       value=max(0.0, round((now - event.at) * 1000, 1)))
     return "delivered"
 
 
@@ -89,6 +115,9 @@ async def _expired_hold(image: dict[str, Any]) -> str:
                                                        niaga.clock())
     logger.info("reservation deleted by TTL", extra={"order_id": order_id,
                                                       "units_released": released})
+    if released:
+        metrics.add_metric(name="ReservationUnitsReleased", unit=MetricUnit.Count,
+                           value=released)
     return "released" if released else "nothing"
 
 
@@ -125,14 +154,63 @@ def record_handler(record: DynamoDBRecord) -> str:
     return "ignored"
 
 
+REDRIVE_OLDER_THAN_S = 900.0  # younger events may still be on their way through the stream
+
+
+async def _redrive(older_than_s: float, limit: int) -> dict[str, int]:
+    niaga = config.shared_niaga()
+    store: Any = niaga.store
+    now, done, recent = niaga.clock(), 0, 0
+    for event in await store.pending_events(limit):  # a consistent Scan of the table
+        if now - event.at < older_than_s:
+            recent += 1
+            continue
+        await _deliver(event)
+        done += 1
+    return {"redelivered": done, "left_recent": recent}
+
+
+def redrive(request: dict[str, Any]) -> dict[str, int]:
+    """Deliver outbox events the stream never got through (their records ended in the
+    dead-letter queue, or aged out): the operator invokes the worker with
+    ``{"redrive": {"older_than_s": 900, "limit": 100}}`` (docs/operating-aws.md). Events
+    younger than ``older_than_s`` are left to the stream. Delivery is the stream's own
+    (hooks, EventBridge, marked delivered), so running it twice delivers nothing twice."""
+    older = float(request.get("older_than_s", REDRIVE_OLDER_THAN_S))
+    limit = max(1, min(int(request.get("limit", 100)), 1000))
+    counts = _run(_redrive(older, limit))
+    logger.info("redrive", extra=counts)
+    return counts
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = process_partial_response(event=event, record_handler=record_handler,
-                                      processor=processor, context=context)
-    if result.get("batchItemFailures"):
-        logger.warning("records failed", extra={"failures": json.dumps(
-            result["batchItemFailures"])})
-    return result
+    if isinstance(event.get("redrive"), dict):  # an operator's invocation, not the stream
+        try:
+            return redrive(event["redrive"])
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+            else:
+                metrics.clear_metrics()
+    try:
+        result = process_partial_response(event=event, record_handler=record_handler,
+                                          processor=processor, context=context)
+        if result.get("batchItemFailures"):
+            metrics.add_metric(name="RecordFailures", unit=MetricUnit.Count,
+                               value=len(result["batchItemFailures"]))
+            logger.warning("records failed", extra={"failures": json.dumps(
+                result["batchItemFailures"])})
+        return result
+    except BatchProcessingError:  # every record failed: an invocation error, batch retried
+        metrics.add_metric(name="RecordFailures", unit=MetricUnit.Count,
+                           value=len(event.get("Records") or []))
+        raise
+    finally:
+        if metrics.metric_set:  # a batch of ignored records has nothing to flush
+            metrics.flush_metrics()
+        else:
+            metrics.clear_metrics()
 
 
 def reset() -> None:

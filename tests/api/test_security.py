@@ -72,6 +72,8 @@ PUBLIC = {
     ("POST", "/webhooks/{plugin:str}"),  # verified by the plugin's signature
 }
 CUSTOMER_ELSEWHERE = {("PUT", "/carts/{cart_id:str}/loyalty")}
+# `niaga serve --storefront` only (kernel/api/shop.py): the example shop's static files, read-only
+STOREFRONT = {("GET", "/"), ("GET", "/shop"), ("GET", "/shop/{file_path:path}")}
 
 
 def app_routes(app: Any) -> list[tuple[str, str]]:
@@ -102,6 +104,17 @@ def test_every_route_is_guarded_or_allow_listed(tmp_path):
                  "/admin/reports/sales", "/admin/orders/{order_id:str}/exchanges",
                  "/admin/orders/{order_id:str}/picked-up"):
         assert any(p == path for _, p in routes), path
+
+
+def test_the_storefront_adds_only_its_static_routes(tmp_path):
+    from kernel.api.shop import default_dir, storefront_routes
+
+    app = create_app(Niaga(SqlStore(str(tmp_path / "x.sqlite")), load_markets(
+        demo_markets_path())), admin_token=ADMIN_TOKEN,
+        extra_route_handlers=storefront_routes(default_dir()))
+    public = {r for r in app_routes(app)
+              if kind_of(*r) == "public" and not r[1].startswith("/schema")}
+    assert public - PUBLIC == STOREFRONT, sorted(public - PUBLIC)
 
 
 # -- a small world: two customers, carts, an order ------------------------------------------

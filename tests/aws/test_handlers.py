@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -234,6 +235,7 @@ def test_full_checkout_through_the_api_handler(aws, capsys):
     assert {"OrdersPlaced", "Revenue"} <= names
     revenue = next(b for b in blobs if "Revenue" in b)
     assert revenue["market"] == "ID" and revenue["currency"] == "IDR"
+    assert revenue["service"] == "niaga-api"  # not POWERTOOLS_SERVICE_NAME's "niaga"
     assert revenue["Revenue"] in (float(order["total"]["amount"]),
                                   [float(order["total"]["amount"])])
     assert all(b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Niaga" for b in blobs)
@@ -533,3 +535,308 @@ def test_the_stream_filter_passes_exactly_the_records_the_worker_acts_on(aws):
     assert passed == [r for r in records if acted_on(r)]
     assert {r["eventName"] for r in passed} == {"INSERT", "MODIFY", "REMOVE"}
     assert len(passed) < len(records) / 2, "most of the stream costs no invocation"
+
+
+# -- operating on AWS (docs/operating-aws.md): metrics, logs, markets, secrets --------------
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    """The EMF blobs (one JSON line each) among a handler's stdout."""
+    return [json.loads(line) for line in out.splitlines()
+            if line.startswith("{") and '"_aws"' in line]
+
+
+def _metric(blobs: list[dict[str, Any]], name: str) -> list[tuple[list[list[str]], Any, dict]]:
+    """(dimension sets, value, the blob) of each blob carrying ``name``."""
+    out = []
+    for b in blobs:
+        for d in b["_aws"]["CloudWatchMetrics"]:
+            if any(m["Name"] == name for m in d["Metrics"]):
+                out.append((d["Dimensions"], b[name], b))
+    return out
+
+
+def _alarm(name: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    root = Path(__file__).resolve().parents[2]
+    template = yaml_parse((root / "infra" / "template.yaml").read_text(encoding="utf-8"))
+    return template["Resources"][name]["Properties"]
+
+
+def _watches(blobs: list[dict[str, Any]], alarm: str) -> bool:
+    """Whether an EMF blob is a data point of the metric a template alarm watches."""
+    p = _alarm(alarm)
+    want = {d["Name"]: d["Value"] for d in p["Dimensions"]}
+    return any(dims == [sorted(want)] and {k: blob[k] for k in want} == want
+               and blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == p["Namespace"]
+               for dims, _, blob in _metric(blobs, p["MetricName"]))
+
+
+def test_checkout_failures_are_counted_in_total_and_by_reason(aws, capsys):
+    capsys.readouterr()
+    status, problem = checkout(ready_cart(), method="no-such-method")
+    assert 400 <= status < 500, problem
+    blobs = _emf(capsys.readouterr().out)
+    by_dims = {json.dumps(dims): (value, blob) for dims, value, blob in
+               _metric(blobs, "CheckoutFailures")}
+    assert set(by_dims) == {'[["service"]]', '[["service", "reason"]]'}
+    assert by_dims['[["service"]]'][1]["service"] == "niaga-api"
+    by_reason = by_dims['[["service", "reason"]]'][1]
+    assert (by_reason["service"], by_reason["reason"]) == ("niaga-api", problem["code"])
+    assert _metric(blobs, "OrdersPlaced") == []
+
+
+def test_the_reason_is_a_problem_code_or_the_status():
+    from kernel.aws.api import _reason
+
+    def response(body: Any) -> dict[str, Any]:
+        return {"statusCode": 409, "body": body if isinstance(body, str) else json.dumps(body)}
+
+    assert _reason(response({"code": "out_of_stock"}), 409) == "out_of_stock"
+    assert _reason(response({"title": "no code"}), 409) == "http_409"
+    assert _reason(response("<html>not json"), 502) == "http_502"
+    # never free text or an id as a dimension value (each value is a billed metric)
+    assert _reason(response({"code": "Card 4242 declined for budi@example.com"}), 402) == (
+        "http_402")
+
+
+def test_a_placed_order_is_the_data_point_the_no_orders_alarm_watches(aws, capsys):
+    capsys.readouterr()
+    status, order = checkout(ready_cart())
+    assert status == 201, order
+    assert _watches(_emf(capsys.readouterr().out), "NoOrdersAlarm")
+
+
+def test_the_worker_counts_deliveries_lag_and_failed_records(aws, capsys):
+    status, order = checkout(ready_cart())
+    assert status == 201, order
+    events = outbox(stream_records(aws["ddb"]))
+    capsys.readouterr()
+    assert work(events) == {"batchItemFailures": []}
+    blobs = _emf(capsys.readouterr().out)
+    [(dims, delivered, blob)] = _metric(blobs, "EventsDelivered")
+    assert dims == [["service"]] and blob["service"] == "niaga-worker"
+    assert sum(delivered if isinstance(delivered, list) else [delivered]) == len(events)
+    [(_, lag, _)] = _metric(blobs, "OutboxLag")
+    lags = lag if isinstance(lag, list) else [lag]
+    assert len(lags) == len(events) and all(0 <= v < 60_000 for v in lags)
+    assert _metric(blobs, "RecordFailures") == []
+
+    # a redelivery does nothing, so counts nothing (and flushes no empty blob)
+    assert work(events) == {"batchItemFailures": []}
+    assert _emf(capsys.readouterr().out) == []
+
+    broken = json.loads(json.dumps(events[0]))
+    broken["dynamodb"]["SequenceNumber"] = "999999999999999999999"
+    broken["dynamodb"]["Keys"]["pk"]["S"] = broken["dynamodb"]["NewImage"]["pk"]["S"] = "EV#bad"
+    del broken["dynamodb"]["NewImage"]["ty"]
+    assert work([*events, broken])["batchItemFailures"] == [
+        {"itemIdentifier": "999999999999999999999"}]  # a partial failure: not a Lambda error
+    blobs = _emf(capsys.readouterr().out)
+    [(_, failures, _)] = _metric(blobs, "RecordFailures")
+    assert failures in (1.0, [1.0])
+    assert _watches(blobs, "WorkerRecordFailuresAlarm")
+
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError):  # all failed: an invocation error (Errors)
+        work([broken, broken])
+    [(_, failures, _)] = _metric(_emf(capsys.readouterr().out), "RecordFailures")
+    assert failures in (2.0, [2.0])
+
+
+def test_the_sweeper_counts_what_it_expired(aws, capsys):
+    from kernel.aws import config, sweeper
+
+    status, order = checkout(ready_cart(), method="bank-transfer")
+    assert status == 201 and order["status"] == "pending_payment", order
+    capsys.readouterr()
+    sweeper.handler({}, Context())
+    assert _emf(capsys.readouterr().out) == []  # nothing to do, nothing flushed
+    window_h = load_markets(demo_markets_path())["ID"].payment_window_hours
+    config.shared_niaga().clock = lambda: time.time() + window_h * 3600 + 60
+    assert sweeper.handler({}, Context())["orders_expired"] == 1
+    [(dims, value, blob)] = _metric(_emf(capsys.readouterr().out), "OrdersExpired")
+    assert (dims, value, blob["service"]) in (([["service"]], 1.0, "niaga-sweeper"),
+                                              ([["service"]], [1.0], "niaga-sweeper"))
+
+
+def test_a_changed_markets_parameter_reaches_new_containers_not_warm_ones(aws):
+    """What docs/operating-aws.md says: the kernel is built once per container, so a warm
+    container keeps the markets it read; a new container (here: config.reset()) reads the
+    parameter again."""
+    import boto3
+
+    from kernel.aws import api
+
+    status, markets = call("GET", "/markets")
+    assert status == 200 and "JP" in {m["code"] for m in markets}, markets
+    text = demo_markets_path().read_text(encoding="utf-8")
+    without_jp = text.split("# --- Japan")[0]
+    boto3.client("ssm").put_parameter(Name=MARKETS_PARAM, Value=without_jp, Type="String",
+                                      Tier="Advanced", Overwrite=True)
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # even with Powertools' cache expired, the warm kernel stays
+    status, markets = call("GET", "/markets")
+    assert "JP" in {m["code"] for m in markets}
+    api.reset()  # a new container
+    status, markets = call("GET", "/markets")
+    assert status == 200 and {m["code"] for m in markets} == {"ID", "DE", "US"}, markets
+
+
+def test_plugin_secrets_come_from_securestring_parameters(aws, monkeypatch):
+    import boto3
+
+    from kernel.aws import config
+    from kernel.errors import ConfigError
+
+    prefix = "/niaga/test/secrets/"
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=prefix + "NIAGA_TEST_STRIPE_KEY_DE", Type="SecureString",
+                      Value="sk_test_from_ssm")
+    ssm.put_parameter(Name=prefix + "NIAGA_TEST_OTHER", Type="SecureString", Value="other")
+    monkeypatch.setenv("NIAGA_SECRETS_PREFIX", prefix)
+    monkeypatch.setenv("NIAGA_SECRETS", "NIAGA_TEST_STRIPE_KEY_DE, NIAGA_TEST_OTHER")
+    monkeypatch.delenv("NIAGA_TEST_STRIPE_KEY_DE", raising=False)
+    monkeypatch.setenv("NIAGA_TEST_OTHER", "from-the-environment")
+
+    # a market whose stripe plugin names the variable: the kernel builds only with it set
+    text = demo_markets_path().read_text(encoding="utf-8") + (
+        '\n[markets.DE.plugins.stripe]\napi_key_env = "NIAGA_TEST_STRIPE_KEY_DE"\n')
+    ssm.put_parameter(Name=MARKETS_PARAM, Value=text, Type="String", Tier="Advanced",
+                      Overwrite=True)
+    config.reset()
+    niaga = config.build_niaga()
+    assert "stripe" in niaga.plugins_for("DE").names
+    assert os.environ["NIAGA_TEST_STRIPE_KEY_DE"] == "sk_test_from_ssm"
+    assert os.environ["NIAGA_TEST_OTHER"] == "from-the-environment"  # the environment wins
+    monkeypatch.delenv("NIAGA_TEST_STRIPE_KEY_DE")
+
+    env: dict[str, str] = {}
+    with pytest.raises(ConfigError, match="no SSM parameter /niaga/test/secrets/MISSING"):
+        config.load_secrets(config.Settings.from_env({
+            "NIAGA_TABLE": TABLE, "NIAGA_SECRETS": "MISSING",
+            "NIAGA_SECRETS_PREFIX": prefix}), env)
+    with pytest.raises(ConfigError, match="not an environment variable name"):
+        config.load_secrets(config.Settings.from_env({
+            "NIAGA_TABLE": TABLE, "NIAGA_SECRETS": "A-B", "NIAGA_SECRETS_PREFIX": prefix}), env)
+    assert env == {}
+    # none named: no SSM call at all
+    assert config.load_secrets(config.Settings.from_env({"NIAGA_TABLE": TABLE}), env) == []
+
+
+def test_handlers_log_no_personal_data_even_at_debug(aws, capfd, caplog):
+    """A checkout with a distinctive email, phone and street, its stream records through the
+    worker and a sweep, every logger at DEBUG: none of it reaches stdout, stderr or a log
+    record (Powertools writes its JSON lines to stdout)."""
+    import io
+    import logging
+
+    from kernel.aws import api, sweeper, worker
+
+    caplog.set_level(logging.DEBUG)
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and lg.level > logging.DEBUG:
+            caplog.set_level(logging.DEBUG, logger=name)
+    # Powertools' handlers hold the stdout of the moment they were made (another test's
+    # capture, perhaps): read what they write here instead
+    lines = io.StringIO()
+    handlers = [lg.registered_handler for lg in (api.logger, worker.logger, sweeper.logger)]
+    streams = [h.setStream(lines) for h in handlers]  # type: ignore[attr-defined]
+    for lg in (api.logger, worker.logger, sweeper.logger):
+        lg.setLevel("DEBUG")
+    try:
+        email, phone, street = "wulan.sari@example.org", "+62 811 2223 3344", "Jl. Cempaka 88"
+        status, cart = call("POST", "/carts", {"market": "ID", "channel": "web"})
+        call("POST", f"/carts/{cart['id']}/lines", {"sku": "BATIK-SHIRT-M", "quantity": 1})
+        status, _ = call("PUT", f"/carts/{cart['id']}/address",
+                         {**ADDRESS_ID, "email": email, "phone": phone, "line1": street})
+        assert status == 200
+        status, options = call("GET", f"/carts/{cart['id']}/delivery-options")
+        ship = next(o for o in options if o["kind"] == "ship")
+        call("PUT", f"/carts/{cart['id']}/delivery", {"option_id": ship["id"]})
+        status, order = checkout(cart["id"])
+        assert status == 201, order
+        status, order = checkout(ready_cart(), method="no-such-method")  # a failure, logged
+        assert work(stream_records(aws["ddb"]))["batchItemFailures"] == []
+        sweeper.handler({}, Context())
+    finally:
+        for lg in (api.logger, worker.logger, sweeper.logger):
+            lg.setLevel("INFO")
+        for h, stream in zip(handlers, streams, strict=True):
+            h.setStream(stream)  # type: ignore[attr-defined]
+    captured = capfd.readouterr()
+    text = (lines.getvalue() + captured.out + captured.err + "\n".join(
+        f"{r.name} {r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records))
+    assert '"level":"DEBUG"' in text.replace(" ", "") or caplog.records, "nothing logged"
+    assert '"function_request_id"' in text.replace(" ", ""), "no Powertools line was seen"
+    personal = [email, "wulan.sari", phone, phone.replace(" ", ""), "81122233344", street,
+                "Cempaka"]
+    found = [p for p in personal if p.lower() in text.lower()]
+    assert not found, f"personal data in the logs: {found}"
+
+
+def test_on_lambda_the_kernel_logs_through_powertools_as_json():
+    code = ("import logging, kernel.aws.worker; "
+            "logging.getLogger('niaga.orders').warning('expired %s orders', 2)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_LAMBDA_FUNCTION_NAME="niaga-worker-fn", NIAGA_TABLE=TABLE,
+               AWS_DEFAULT_REGION=REGION, POWERTOOLS_LOG_LEVEL="INFO")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert (line["level"], line["message"], line["name"], line["service"]) == (
+        "WARNING", "expired 2 orders", "niaga.orders", "niaga-worker")
+    # in the API function, inside an invocation: the request's correlation id too
+    api_code = (
+        "import logging\n"
+        "from aws_lambda_powertools.logging import correlation_paths\n"
+        "from kernel.aws import api\n"
+        "@api.logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)\n"
+        "def h(e, c): logging.getLogger('niaga.api').error('unhandled error on POST /x')\n"
+        "class C:\n"
+        "    function_name, function_version, memory_limit_in_mb = 'fn', '1', 1024\n"
+        "    invoked_function_arn, aws_request_id = 'arn:aws:lambda:::function:fn', 'r1'\n"
+        "h({'requestContext': {'requestId': 'REQ-1'}}, C())\n")
+    done = subprocess.run([sys.executable, "-c", api_code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert (line["name"], line["service"], line["correlation_id"], line["level"]) == (
+        "niaga.api", "niaga-api", "REQ-1", "ERROR")
+    # off Lambda (tests, --aws-local) the standard logging set-up is left alone
+    env.pop("AWS_LAMBDA_FUNCTION_NAME")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout
+    assert "expired 2 orders" in done.stderr  # logging's last-resort handler
+
+
+def test_a_redrive_delivers_the_events_the_stream_never_did_once(aws, capsys):
+    """docs/operating-aws.md, "A message in the dead-letter queue": the worker invoked with
+    {"redrive": ...} delivers undelivered outbox events older than the cut-off."""
+    from kernel.aws import worker
+    from kernel.aws.config import shared_niaga
+
+    status, order = checkout(ready_cart())
+    assert status == 201, order
+    events = outbox(stream_records(aws["ddb"]))  # never given to the worker: "lost"
+    assert worker.handler({"redrive": {}}, Context()) == {
+        "redelivered": 0, "left_recent": len(events)}  # younger than 15 minutes: left
+    assert published(aws) == []
+    capsys.readouterr()
+    assert worker.handler({"redrive": {"older_than_s": 0}}, Context()) == {
+        "redelivered": len(events), "left_recent": 0}
+    assert sorted(m["detail-type"] for m in published(aws)) == sorted(
+        r["dynamodb"]["NewImage"]["ty"]["S"] for r in events)
+    assert asyncio.run(shared_niaga().store.pending_events()) == []
+    [(_, delivered, _)] = _metric(_emf(capsys.readouterr().out), "EventsDelivered")
+    assert sum(delivered if isinstance(delivered, list) else [delivered]) == len(events)
+    # again: nothing left; and the stream's late records now find them delivered
+    assert worker.handler({"redrive": {"older_than_s": 0}}, Context())["redelivered"] == 0
+    assert work(events) == {"batchItemFailures": []}
+    assert published(aws) == []

@@ -10,7 +10,8 @@ What runs here (no AWS account):
    markets parameter and idempotency table the stack made.
 
 moto gaps, asserted on the template instead of the deployment (see ``test_moto_gaps``):
-moto's CloudFormation skips ``AWS::ApiGatewayV2::*`` (the HTTP API and its stage), does
+moto's CloudFormation skips ``AWS::ApiGatewayV2::*`` (the HTTP API and its stage) and
+``AWS::CloudWatch::Alarm`` (the alarms: ``test_the_alarms_watch_the_intended_metrics``), does
 not apply a table's ``TimeToLiveSpecification`` or ``PointInTimeRecoverySpecification``,
 creates functions as x86_64 whatever ``Architectures`` says, and invokes the stream's
 function inside every table write (needs Docker; see ``_detach_stream``).
@@ -47,8 +48,11 @@ from samtranslator.yaml_helper import yaml_parse
 import kernel
 from kernel.store.dynamodb import GSIS, DynamoStore
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Tried to parse AWS..ApiGatewayV2:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..ApiGatewayV2:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..SNS..Subscription:UserWarning"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -176,6 +180,126 @@ def test_the_markets_parameter_holds_the_demo_markets_file() -> None:
     # over the 4 KB Standard tier, within the 8 KB Advanced tier
     size = len(text.encode())
     assert param["Tier"] == ("Advanced" if size > 4096 else param["Tier"]) and size <= 8192
+
+
+# -- alarms (docs/operating-aws.md "Alarms") ----------------------------------------------
+
+# logical id -> (namespace, metric, dimension name, dimension value (a Ref/GetAtt or a
+# literal), statistic, threshold, comparison, period s, evaluation periods, datapoints)
+GE, LT = "GreaterThanOrEqualToThreshold", "LessThanThreshold"
+SIMPLE_ALARMS = {
+    "ApiFunctionErrorsAlarm": ("AWS/Lambda", "Errors", "FunctionName", {"Ref": "ApiFunction"},
+                               "Sum", 1, GE, 300, 3, 2),
+    "WorkerFunctionErrorsAlarm": ("AWS/Lambda", "Errors", "FunctionName",
+                                  {"Ref": "WorkerFunction"}, "Sum", 1, GE, 300, 3, 2),
+    "SweeperFunctionErrorsAlarm": ("AWS/Lambda", "Errors", "FunctionName",
+                                   {"Ref": "SweeperFunction"}, "Sum", 1, GE, 300, 3, 2),
+    "ApiFunctionThrottlesAlarm": ("AWS/Lambda", "Throttles", "FunctionName",
+                                  {"Ref": "ApiFunction"}, "Sum", 1, GE, 300, 1, None),
+    "WorkerFunctionThrottlesAlarm": ("AWS/Lambda", "Throttles", "FunctionName",
+                                     {"Ref": "WorkerFunction"}, "Sum", 1, GE, 300, 1, None),
+    "SweeperFunctionThrottlesAlarm": ("AWS/Lambda", "Throttles", "FunctionName",
+                                      {"Ref": "SweeperFunction"}, "Sum", 1, GE, 300, 1, None),
+    "WorkerIteratorAgeAlarm": ("AWS/Lambda", "IteratorAge", "FunctionName",
+                               {"Ref": "WorkerFunction"}, "Maximum", 300000, GE, 300, 2, None),
+    "WorkerDeadLetterQueueAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                                   {"Fn::GetAtt": ["WorkerDeadLetterQueue", "QueueName"]},
+                                   "Maximum", 1, GE, 300, 1, None),
+    "WorkerRecordFailuresAlarm": ("Niaga", "RecordFailures", "service", "niaga-worker", "Sum",
+                                  1, GE, 300, 3, 2),
+    "NoOrdersAlarm": ("Niaga", "OrdersPlaced", "service", "niaga-api", "Sum", 1, LT, 3600,
+                      {"Ref": "NoOrdersAlarmHours"}, {"Ref": "NoOrdersAlarmHours"}),
+}
+# metric math alarms: logical id -> (expression, {id: (namespace, metric, dimension, value)})
+MATH_ALARMS = {
+    "ApiServerErrorRateAlarm": (
+        "IF(requests >= 20, 100 * FILL(errors, 0) / requests, 0)", 5,
+        {"errors": ("AWS/ApiGateway", "5xx", "ApiId", {"Ref": "HttpApi"}),
+         "requests": ("AWS/ApiGateway", "Count", "ApiId", {"Ref": "HttpApi"})}),
+    "TableThrottlesAlarm": (
+        "FILL(reads, 0) + FILL(writes, 0)", 1,
+        {"reads": ("AWS/DynamoDB", "ReadThrottleEvents", "TableName", {"Ref": "Table"}),
+         "writes": ("AWS/DynamoDB", "WriteThrottleEvents", "TableName", {"Ref": "Table"})}),
+    "IdempotencyTableThrottlesAlarm": (
+        "FILL(reads, 0) + FILL(writes, 0)", 1,
+        {"reads": ("AWS/DynamoDB", "ReadThrottleEvents", "TableName",
+                   {"Ref": "IdempotencyTable"}),
+         "writes": ("AWS/DynamoDB", "WriteThrottleEvents", "TableName",
+                    {"Ref": "IdempotencyTable"})}),
+}
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items()
+            if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("which", ["source", "translated"])
+def test_the_alarms_watch_the_intended_metrics(which: str,
+                                               translated: dict[str, Any]) -> None:
+    template = source() if which == "source" else translated
+    alarms = _alarms(template)
+    assert set(alarms) == set(SIMPLE_ALARMS) | set(MATH_ALARMS)
+    for name, (ns, metric, dim, value, stat, threshold, op, period, evals,
+               datapoints) in SIMPLE_ALARMS.items():
+        p = alarms[name]["Properties"]
+        assert (p["Namespace"], p["MetricName"], p["Dimensions"]) == (
+            ns, metric, [{"Name": dim, "Value": value}]), name
+        assert (p["Statistic"], p["Threshold"], p["ComparisonOperator"], p["Period"],
+                p["EvaluationPeriods"], p.get("DatapointsToAlarm")) == (
+            stat, threshold, op, period, evals, datapoints), name
+    for name, (expression, threshold, inputs) in MATH_ALARMS.items():
+        p = alarms[name]["Properties"]
+        [out] = [m for m in p["Metrics"] if m["ReturnData"]]
+        assert out["Expression"] == expression and p["Threshold"] == threshold, name
+        stats = {m["Id"]: m["MetricStat"] for m in p["Metrics"] if not m["ReturnData"]}
+        assert {i: (s["Metric"]["Namespace"], s["Metric"]["MetricName"],
+                    s["Metric"]["Dimensions"][0]["Name"], s["Metric"]["Dimensions"][0]["Value"])
+                for i, s in stats.items()} == inputs, name
+        assert all(s["Stat"] == "Sum" and s["Period"] == 300 for s in stats.values())
+        assert (p["ComparisonOperator"], p["EvaluationPeriods"], p["DatapointsToAlarm"]) == (
+            GE, 3, 2), name
+    for name, alarm in alarms.items():
+        p = alarm["Properties"]
+        assert p["AlarmActions"] == p["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        # no data: quiet, except for "no orders", where no data is the news
+        assert p["TreatMissingData"] == ("breaching" if name == "NoOrdersAlarm"
+                                         else "notBreaching"), name
+    res = template["Resources"]
+    assert res["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    assert alarms["NoOrdersAlarm"]["Condition"] == "HasNoOrdersAlarm"
+    sub = res["AlarmEmailSubscription"]
+    assert sub["Condition"] == "HasAlarmEmail" and sub["Properties"]["Protocol"] == "email"
+    assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+    params = source()["Parameters"]
+    assert (params["NoOrdersAlarmHours"]["Default"], params["AlarmEmail"]["Default"]) == (0, "")
+
+
+def test_each_function_has_a_log_group_that_expires(stack: dict[str, Any]) -> None:
+    res = source()["Resources"]
+    logs = boto3.client("logs")
+    for name in FUNCTIONS:
+        props = res[f"{name}LogGroup"]["Properties"]
+        assert props["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        physical = stack["resources"][name]["PhysicalResourceId"]
+        [group] = logs.describe_log_groups(
+            logGroupNamePrefix=f"/aws/lambda/{physical}")["logGroups"]
+        assert group["retentionInDays"] == 30  # the parameter's default
+    assert source()["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_plugin_secrets_are_read_only_under_the_stacks_secrets_path(
+        translated: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        stmts = [s for s in _statements(translated, name) if s.get("Sid") == "ReadPluginSecrets"]
+        assert [s["Action"] for s in stmts] == ["ssm:GetParameters"], name
+        assert stmts[0]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:"
+                                        "${AWS::AccountId}:parameter/${AWS::StackName}/secrets/*"}
+    env = translated["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["NIAGA_SECRETS"] == {"Ref": "PluginSecrets"}
+    assert env["NIAGA_SECRETS_PREFIX"] == {"Fn::Sub": "/${AWS::StackName}/secrets/"}
+    assert env["NIAGA_CONFIG_REVISION"] == {"Ref": "ConfigRevision"}
 
 
 # -- 2. deploy into moto ------------------------------------------------------------------
@@ -314,6 +438,12 @@ def test_moto_gaps(stack: dict[str, Any], translated: dict[str, Any]) -> None:
     ttl = boto3.client("dynamodb").describe_time_to_live(
         TableName=stack["outputs"]["TableName"])["TimeToLiveDescription"]
     assert ttl["TimeToLiveStatus"] == "DISABLED"  # moto; real CloudFormation enables it
+    # 4. AWS::CloudWatch::Alarm is skipped too (asserted on the template in
+    #    test_the_alarms_watch_the_intended_metrics); the topic they notify is made.
+    assert not set(_alarms(translated)) & set(stack["resources"])
+    assert boto3.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    topic = stack["outputs"]["AlarmTopicArn"]
+    assert topic in {t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"]}
 
 
 # -- 3. the kernel on what the stack made -------------------------------------------------
