@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -97,12 +98,6 @@ def blocks_run_by(doc: Path, test_file: str, test_name: str) -> list[Block]:
     picked = [b for b in blocks(doc) if b.lang == "sh" and b.run == wanted]
     assert picked, f"{doc.relative_to(ROOT)} has no ```sh block marked <!-- run: {wanted} -->"
     return picked
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from kernel.cli import main
 from kernel.markets import demo_markets_path
-
-NIAGA = str(Path(sys.executable).with_name("niaga"))
+from tests.serving import spawn_niaga, wait_up
 
 
 def test_markets_check_accepts_the_demo_file(capsys):
@@ -74,28 +69,13 @@ def test_plugins_lists_first_party_plugins_with_families(capsys):
         assert re.search(rf"^{re.escape(name)}\s+\S+\s+{family}\s", out, re.M), name
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(cwd: Path, *args: str, token: str | None = None):
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "NIAGA_ADMIN_TOKEN"}
     if token:
         env["NIAGA_ADMIN_TOKEN"] = token
-    proc = subprocess.Popen([NIAGA, "serve", "--port", str(port), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(base + "/markets", timeout=1)
-            return proc, base
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(proc.stdout.read())
+    base, proc = spawn_niaga(args, cwd=cwd, env=env)
+    wait_up(base, proc)
+    return proc, base
 
 
 def _stop(proc) -> str:

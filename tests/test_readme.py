@@ -5,22 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.serving import niaga_serve
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _readme_blocks() -> list[str]:
@@ -32,23 +24,10 @@ def _readme_blocks() -> list[str]:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
-    port = _free_port()
-    niaga = Path(sys.executable).with_name("niaga")
     env = {**os.environ, "NIAGA_ADMIN_TOKEN": "dev-admin"}
-    server = subprocess.Popen([str(niaga), "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/markets", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            server.kill()
-            pytest.fail(f"niaga serve did not start:\n{server.stdout.read()}")
+    with niaga_serve([], cwd=tmp_path, env=env) as (base, _):
         script = "set -e\n" + "\n".join(_readme_blocks()).replace(
-            "127.0.0.1:8000", f"127.0.0.1:{port}")
+            "127.0.0.1:8000", base.removeprefix("http://"))
         done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr
@@ -59,9 +38,3 @@ def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
         # bank transfer: pending until the admin marks it paid
         assert lines[-2:] == ["pending_payment", "paid"]
         assert (tmp_path / "niaga.sqlite").exists()  # the default store is a file in cwd
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from kernel.aws import local
 from kernel.cli import main
+from tests.serving import free_port
 
 pytestmark = pytest.mark.dynamodb
 
@@ -38,12 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 NIAGA = str(Path(sys.executable).with_name("niaga"))
 SECTION = "Run the AWS shape locally"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _section_blocks() -> list[str]:
@@ -71,7 +65,7 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NIAGA_ADMIN_TOKEN"}
     env["NIAGA_SWEEP_EVERY"] = "1"  # the sweeper's schedule, so this test sees it run
     env["AWS_PROFILE"] = "a-real-profile-that-must-be-ignored"

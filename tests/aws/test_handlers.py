@@ -779,16 +779,26 @@ def test_handlers_log_no_personal_data_even_at_debug(aws, capfd, caplog):
     assert not found, f"personal data in the logs: {found}"
 
 
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def _the_json_line(code: str, env: dict[str, str]) -> dict:
+    """What ``code`` logs, run in a fresh Python: it must succeed and print one JSON line."""
+    done = _python(code, env)
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    return line
+
+
 def test_on_lambda_the_kernel_logs_through_powertools_as_json():
     code = ("import logging, kernel.aws.worker; "
             "logging.getLogger('niaga.orders').warning('expired %s orders', 2)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_LAMBDA_FUNCTION_NAME="niaga-worker-fn", NIAGA_TABLE=TABLE,
                AWS_DEFAULT_REGION=REGION, POWERTOOLS_LOG_LEVEL="INFO")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    line = _the_json_line(code, env)
     assert (line["level"], line["message"], line["name"], line["service"]) == (
         "WARNING", "expired 2 orders", "niaga.orders", "niaga-worker")
     # in the API function, inside an invocation: the request's correlation id too
@@ -802,16 +812,12 @@ def test_on_lambda_the_kernel_logs_through_powertools_as_json():
         "    function_name, function_version, memory_limit_in_mb = 'fn', '1', 1024\n"
         "    invoked_function_arn, aws_request_id = 'arn:aws:lambda:::function:fn', 'r1'\n"
         "h({'requestContext': {'requestId': 'REQ-1'}}, C())\n")
-    done = subprocess.run([sys.executable, "-c", api_code], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    line = _the_json_line(api_code, env)
     assert (line["name"], line["service"], line["correlation_id"], line["level"]) == (
         "niaga.api", "niaga-api", "REQ-1", "ERROR")
     # off Lambda (tests, --aws-local) the standard logging set-up is left alone
     env.pop("AWS_LAMBDA_FUNCTION_NAME")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=env)
+    done = _python(code, env)
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout
     assert "expired 2 orders" in done.stderr  # logging's last-resort handler
 

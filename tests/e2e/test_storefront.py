@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from kernel.api.shop import StorefrontNotFound, default_dir, resolve_dir, storef
 from kernel.markets import demo_markets_path, load_markets
 from kernel.runtime import Niaga
 from kernel.store.sql import SqlStore
+from tests.serving import niaga_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "storefront"
@@ -111,12 +110,6 @@ def test_the_lambda_api_does_not_import_the_storefront() -> None:
 # -- a real server and a real browser ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _missing_browser() -> str | None:
     try:
         import selenium  # noqa: F401
@@ -144,33 +137,9 @@ def server(browser_ready, tmp_path_factory) -> Iterator[str]:
     """``niaga serve --storefront`` in an empty directory: the default DIR is found through
     the installed kernel, the store is a fresh SQLite file with the demo data."""
     cwd = tmp_path_factory.mktemp("shop")
-    port = _free_port()
-    niaga = Path(sys.executable).with_name("niaga")
     env = {**os.environ, "NIAGA_ADMIN_TOKEN": "dev-admin"}
-    proc = subprocess.Popen([str(niaga), "serve", "--storefront", "--port", str(port)],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{base}/markets", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        else:
-            proc.kill()
-        if proc.poll() is not None:
-            pytest.fail(f"niaga serve --storefront did not start:\n{proc.stdout.read()}")
+    with niaga_serve(["--storefront"], cwd=cwd, env=env) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture

@@ -13,16 +13,10 @@ never reach a network (nothing here pays).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +24,11 @@ from typing import Any
 import pytest
 
 from kernel.markets import CHANNELS, demo_markets_path, load_markets
+from tests.serving import NIAGA, call_json, spawn_niaga, stop, wait_up
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "markets"
 FILES = sorted(EXAMPLES.glob("*.toml"))
-NIAGA = Path(sys.executable).with_name("niaga")
 SECRETS = {"STRIPE_API_KEY": "sk_test_placeholder",
            "MIDTRANS_SERVER_KEY": "SB-Mid-server-placeholder"}
 ADMIN = "adm_example_files"
@@ -94,64 +88,27 @@ def test_the_commented_demo_holds_the_shipped_demo_data() -> None:
 # -- served -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _call(base: str, method: str, path: str, body: Any = None,
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"content-type": "application/json",
-                                              **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One ``niaga serve --markets FILE`` per example file (with the demo catalog), started
     side by side: file name -> base URL."""
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    servers: dict[str, tuple[str, subprocess.Popen[str]]] = {}
     try:
         for path in FILES:
-            port = _free_port()
             db = tmp_path_factory.mktemp(path.stem) / "niaga.sqlite"
-            servers[path.name] = (subprocess.Popen(
-                [str(NIAGA), "serve", "--markets", str(path), "--db", str(db),
-                 "--port", str(port)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True), f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        for name, (process, base) in servers.items():
-            while True:
-                try:
-                    urllib.request.urlopen(base + "/markets", timeout=1)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        process.kill()
-                        pytest.fail(f"niaga serve --markets {name} did not start:\n"
-                                    f"{process.stdout.read()}")
-                    time.sleep(0.1)
-        yield {name: base for name, (_, base) in servers.items()}
+            servers[path.name] = spawn_niaga(["--markets", str(path), "--db", str(db)],
+                                             cwd=ROOT, env=_env())
+        for name, (base, process) in servers.items():
+            wait_up(base, process, what=f"niaga serve --markets {name}")
+        yield {name: base for name, (base, _) in servers.items()}
     finally:
-        for process, _ in servers.values():
-            process.terminate()
-        for process, _ in servers.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for _, process in servers.values():
+            stop(process)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_serve_lists_exactly_the_declared_markets_and_channels(path: Path, served) -> None:
-    status, markets = _call(served[path.name], "GET", "/markets")
+    status, markets = call_json(served[path.name], "GET", "/markets")
     assert status == 200
     declared = _declared(path)
     assert [m["code"] for m in markets] == list(declared)
@@ -169,38 +126,38 @@ def _problem_fields(body: dict[str, Any]) -> list[str]:
 def test_indonesian_retailer_takes_a_chat_cart_and_refuses_an_unknown_channel(served) -> None:
     base = served["indonesian-retailer.toml"]
     social = {"Niaga-Channel": "social"}
-    status, cart = _call(base, "POST", "/carts", {"market": "ID", "channel": "social"})
+    status, cart = call_json(base, "POST", "/carts", {"market": "ID", "channel": "social"})
     assert status == 201, cart
     assert (cart["channel"], cart["channels"]) == ("social", ["social"])
-    status, cart = _call(base, "POST", f"/carts/{cart['id']}/lines",
-                         {"sku": "BATIK-SHIRT-M", "quantity": 1}, headers=social)
+    status, cart = call_json(base, "POST", f"/carts/{cart['id']}/lines",
+                             {"sku": "BATIK-SHIRT-M", "quantity": 1}, headers=social)
     assert status == 200, cart
 
     # chat apps all count as "social": a channel the market does not enable is refused
-    status, problem = _call(base, "POST", "/carts", {"market": "ID", "channel": "tiktok"})
+    status, problem = call_json(base, "POST", "/carts", {"market": "ID", "channel": "tiktok"})
     assert status == 422, problem
     assert _problem_fields(problem) == ["channel"]
     assert "'tiktok' is not a channel of market ID" in problem["errors"][0]["message"]
-    status, problem = _call(base, "POST", f"/carts/{cart['id']}/lines",
-                            {"sku": "BATIK-SHIRT-M", "quantity": 1},
-                            headers={"Niaga-Channel": "tiktok"})
+    status, problem = call_json(base, "POST", f"/carts/{cart['id']}/lines",
+                                {"sku": "BATIK-SHIRT-M", "quantity": 1},
+                                headers={"Niaga-Channel": "tiktok"})
     assert status == 422, problem
     assert _problem_fields(problem) == ["Niaga-Channel"]
 
 
 def test_indonesian_retailer_offers_its_payments_and_deliveries(served) -> None:
     base = served["indonesian-retailer.toml"]
-    status, cart = _call(base, "POST", "/carts", {"market": "ID", "channel": "web"})
+    status, cart = call_json(base, "POST", "/carts", {"market": "ID", "channel": "web"})
     assert status == 201, cart
-    _call(base, "POST", f"/carts/{cart['id']}/lines", {"sku": "BATIK-SHIRT-M", "quantity": 1})
-    status, cart = _call(base, "PUT", f"/carts/{cart['id']}/address", {
+    call_json(base, "POST", f"/carts/{cart['id']}/lines", {"sku": "BATIK-SHIRT-M", "quantity": 1})
+    status, cart = call_json(base, "PUT", f"/carts/{cart['id']}/address", {
         "country": "ID", "region": "DKI Jakarta", "city": "Jakarta", "postal_code": "10310",
         "line1": "Jl. M.H. Thamrin 1", "name": "Sari", "email": "sari@example.com"})
     assert status == 200, cart
-    status, methods = _call(base, "GET", f"/carts/{cart['id']}/payment-methods")
+    status, methods = call_json(base, "GET", f"/carts/{cart['id']}/payment-methods")
     assert status == 200, methods
     assert {m["id"] for m in methods} >= {"bank-transfer", "midtrans", "stripe", "cod"}
-    status, options = _call(base, "GET", f"/carts/{cart['id']}/delivery-options")
+    status, options = call_json(base, "GET", f"/carts/{cart['id']}/delivery-options")
     assert status == 200, options
     carriers = {o["carrier"] for o in options}
     assert carriers == {"weight-table", "local-courier", "store-pickup"}
@@ -212,9 +169,9 @@ def test_indonesian_retailer_offers_its_payments_and_deliveries(served) -> None:
 def test_single_shop_sells_on_the_web_and_at_the_till_only(served) -> None:
     base = served["single-shop.toml"]
     for channel in ("web", "pos"):
-        status, cart = _call(base, "POST", "/carts", {"market": "DE", "channel": channel})
+        status, cart = call_json(base, "POST", "/carts", {"market": "DE", "channel": channel})
         assert status == 201, cart
-    status, problem = _call(base, "POST", "/carts", {"market": "DE", "channel": "social"})
+    status, problem = call_json(base, "POST", "/carts", {"market": "DE", "channel": "social"})
     assert status == 422, problem
     assert _problem_fields(problem) == ["channel"]
     assert "(web, pos)" in problem["errors"][0]["message"]

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -34,6 +33,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugin-guide.md"
@@ -102,12 +103,6 @@ def test_every_python_block_is_an_excerpt_of_the_package() -> None:
         assert any(block in source for source in sources), f"not in the package:\n{block}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(commands: str, cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(["bash", "-e", "-c", commands], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -161,7 +156,7 @@ def test_the_guide_from_an_empty_folder_to_a_wheel(tmp_path: Path) -> None:
     assert re.search(r"^ID\s.*\bkurir-id\b", out, flags=re.M), out
 
     # the page's server and its curl block, on a free port
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(["bash", "-c", serve.replace("--port 8000", f"--port {port}")],
                               cwd=folder, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -12,28 +12,22 @@ with testpay and shipped with a kurir-id tracking number.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kernel.markets import demo_markets_path
+from tests.serving import NIAGA, call_json, niaga_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "examples" / "plugins" / "niaga-kurir-id"
-NIAGA = Path(sys.executable).with_name("niaga")
 ADMIN = "adm_plugin_package"
 VERSION = tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]["version"]
 
@@ -72,53 +66,13 @@ def markets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(base: str, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"content-type": "application/json",
-                                              **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 @pytest.fixture(scope="module")
 def served(env: dict[str, str], markets_file: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     workdir = tmp_path_factory.mktemp("serve")
-    server = subprocess.Popen(
-        [str(NIAGA), "serve", "--markets", str(markets_file), "--db",
-         str(workdir / "niaga.sqlite"), "--port", str(port)],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/markets", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    pytest.fail(f"niaga serve did not start:\n{server.stdout.read()}")
-                time.sleep(0.1)
+    with niaga_serve(["--markets", str(markets_file), "--db", str(workdir / "niaga.sqlite")],
+                     cwd=workdir, env=env) as (base, _):
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_niaga_plugins_lists_it_with_its_own_distributions_version(env) -> None:
@@ -154,26 +108,26 @@ def test_a_bad_value_in_its_table_stops_the_check_naming_the_key(env, tmp_path) 
 
 
 def test_an_id_order_priced_by_the_tariff_paid_and_shipped(served: str) -> None:
-    status, markets = call(served, "GET", "/markets")
+    status, markets = call_json(served, "GET", "/markets")
     assert status == 200
     assert "kurir-id" in next(m for m in markets if m["code"] == "ID")["plugins"]
 
-    status, cart = call(served, "POST", "/carts", {"market": "ID", "channel": "web"})
+    status, cart = call_json(served, "POST", "/carts", {"market": "ID", "channel": "web"})
     assert status == 201, cart
     cart_id = cart["id"]
     for sku, quantity in [("BATIK-SHIRT-M", 2), ("COBEK-STONE", 1)]:  # 2 x 250 g + 2400 g
-        status, cart = call(served, "POST", f"/carts/{cart_id}/lines",
-                            {"sku": sku, "quantity": quantity})
+        status, cart = call_json(served, "POST", f"/carts/{cart_id}/lines",
+                                 {"sku": sku, "quantity": quantity})
         assert status == 200, cart
-    status, options = call(served, "GET", f"/carts/{cart_id}/delivery-options")
+    status, options = call_json(served, "GET", f"/carts/{cart_id}/delivery-options")
     assert status == 200
     assert not [o for o in options if o["carrier"] == "kurir-id"]  # no address, no price
 
-    status, cart = call(served, "PUT", f"/carts/{cart_id}/address", {
+    status, cart = call_json(served, "PUT", f"/carts/{cart_id}/address", {
         "country": "ID", "region": "Jawa Barat", "city": "Bandung", "postal_code": "40162",
         "line1": "Jl. Braga 10", "name": "Sari", "email": "sari@example.com"})
     assert status == 200, cart
-    status, options = call(served, "GET", f"/carts/{cart_id}/delivery-options")
+    status, options = call_json(served, "GET", f"/carts/{cart_id}/delivery-options")
     assert status == 200, options
     kurir = {o["id"]: (o["label"], o["price"]["amount"], o["price"]["currency"])
              for o in options if o["carrier"] == "kurir-id"}
@@ -182,16 +136,16 @@ def test_an_id_order_priced_by_the_tariff_paid_and_shipped(served: str) -> None:
                      "kurir-id:yes": ("Kurir ID YES - besok sampai", "75000.00", "IDR")}
     assert "flat-rate" in {o["carrier"] for o in options}  # the market's other carriers stay
 
-    status, cart = call(served, "PUT", f"/carts/{cart_id}/delivery",
-                        {"option_id": "kurir-id:reg"})
+    status, cart = call_json(served, "PUT", f"/carts/{cart_id}/delivery",
+                             {"option_id": "kurir-id:reg"})
     assert status == 200, cart
     assert cart["shipping_total"] == {"amount": "36000.00", "currency": "IDR"}
-    status, order = call(served, "POST", f"/carts/{cart_id}/checkout",
-                         {"payment": {"method": "testpay", "token": "tok_ok"}},
-                         headers={"Idempotency-Key": "kurir-id-package-1"})
+    status, order = call_json(served, "POST", f"/carts/{cart_id}/checkout",
+                              {"payment": {"method": "testpay", "token": "tok_ok"}},
+                              headers={"Idempotency-Key": "kurir-id-package-1"})
     assert status == 201, order
 
-    status, order = call(served, "GET", f"/orders/{order['id']}")
+    status, order = call_json(served, "GET", f"/orders/{order['id']}")
     assert status == 200
     assert order["status"] == "paid"
     assert (order["delivery"]["carrier"], order["delivery"]["option_id"]) == (
@@ -201,12 +155,12 @@ def test_an_id_order_priced_by_the_tariff_paid_and_shipped(served: str) -> None:
         "kurir-id"}
 
     # fulfilled without a tracking number: kurir-id books the parcel (offline)
-    status, order = call(served, "POST", f"/admin/orders/{order['id']}/fulfillments", {},
-                         headers={"Authorization": f"Bearer {ADMIN}"})
+    status, order = call_json(served, "POST", f"/admin/orders/{order['id']}/fulfillments",
+                              {}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert status == 200, order
     (fulfillment,) = order["fulfillments"]
     assert re.fullmatch(r"KIDREG\d{11}", fulfillment["tracking_number"]), fulfillment
-    status, tracking = call(served, "GET", f"/orders/{order['id']}/tracking")
+    status, tracking = call_json(served, "GET", f"/orders/{order['id']}/tracking")
     assert status == 200, tracking
     assert [(t["carrier"], t["tracking_number"], t["status"]) for t in tracking] == [
         ("kurir-id", fulfillment["tracking_number"], "label_created")]

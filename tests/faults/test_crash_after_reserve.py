@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,29 +28,12 @@ from kernel.services.orders import sweep
 from plugins.payments.testpay import TestPay
 from tests.api.helpers import assert_problem, availability, minor, ready_cart
 from tests.conftest import ADMIN_TOKEN, open_store
+from tests.serving import free_port, wait_up
 
 SERVER = Path(__file__).with_name("crash_serve.py")
 SKUS = {"BATIK-SHIRT-M": 2, "COBEK-STONE": 1}
 BODY = {"payment": {"method": "testpay", "token": "tok_ok"}}
 KEY = {"Idempotency-Key": "k-crash"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(base: str, proc: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "died"
-        try:
-            if httpx.get(f"{base}/markets", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("niaga serve did not come up")
 
 
 async def _sweep(url: str, markets, shift: float) -> dict[str, int]:
@@ -70,14 +52,14 @@ def test_a_checkout_killed_after_reserving_is_finished_by_sweeper_and_retry(
     if seeded_url.startswith("dynamodb://"):
         pytest.skip("moto lives in this process; a server process cannot share it "
                     "(DynamoDB's crash path: tests/aws/test_handlers.py, TTL release)")
-    port, marker = _free_port(), tmp_path / "reserved"
+    port, marker = free_port(), tmp_path / "reserved"
     env = {**os.environ, "NIAGA_ADMIN_TOKEN": ADMIN_TOKEN, "NIAGA_CRASH_MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, str(SERVER), "serve", "--db", seeded_url,
                              "--port", str(port), "--no-demo"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(base, proc)
+        wait_up(base, proc, timeout_s=30)
         with httpx.Client(base_url=base, timeout=10) as server:
             cart = ready_cart(server, "ID", SKUS)
             before = {sku: availability(server, sku, "ID")["available"] for sku in SKUS}
