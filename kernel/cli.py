@@ -369,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                            "parameter the AWS functions read (docs/operating-aws.md)")
     push.add_argument("file")
     push.add_argument("--ssm-name", required=True, metavar="NAME",
-                      help="the parameter: the stack's MarketsParameterName output, "
-                      "/<stack>/markets")
+                      help="the SSM parameter the stack's MerchantMarketsParameter names, "
+                      "e.g. /<stack>/my-markets (its MarketsParameterName output)")
     push.set_defaults(func=cmd_markets_push)
 
     sweep = sub.add_parser("sweep", help="expire unpaid orders and release abandoned stock once")

@@ -6,7 +6,10 @@ What runs, all read from the template rather than restated here:
 * moto's server (``ThreadedMotoServer``) on a loopback port, with every
   ``AWS::DynamoDB::Table``, ``AWS::SSM::Parameter`` and ``AWS::Events::EventBus`` of the
   template created from its ``Properties`` (named as a stack called ``niaga-local`` would
-  name them: ``!Sub ${AWS::StackName}-events``, tables ``<stack>-<logical id>``);
+  name them: ``!Sub ${AWS::StackName}-events``, tables ``<stack>-<logical id>``), unless
+  its ``Condition`` is false for the template parameters' defaults (``serve`` takes no
+  parameters: ``MerchantMarketsParameter`` is empty, so ``/niaga-local/markets`` is made
+  with the demo markets, and ``--markets`` puts a file in it);
 * the functions' environment (``Globals`` and each function's ``Environment``), resolved,
   plus ``NIAGA_DYNAMODB_ENDPOINT``: the handlers read their settings exactly as on Lambda;
 * the function with the ``HttpApi`` event behind uvicorn: each HTTP request becomes an API
@@ -106,9 +109,10 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 class Resolver:
-    """``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` over what a local stack knows: pseudo
-    parameters, template parameters (their defaults, or the values given) and the names of
-    the resources it creates."""
+    """``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and ``Fn::If`` over what a local stack knows:
+    pseudo parameters, template parameters (their defaults, or the values given), the
+    template's ``Conditions`` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or``,
+    ``Condition``) and the names of the resources it creates."""
 
     def __init__(self, template: dict[str, Any], stack: str,
                  parameters: dict[str, str]) -> None:
@@ -121,6 +125,35 @@ class Resolver:
             elif isinstance(spec, dict) and "Default" in spec:
                 self.refs[name] = str(spec["Default"])
         self.attrs: dict[str, str] = {}
+        self._conditions: dict[str, Any] = dict(template.get("Conditions") or {})
+        self._decided: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        """The value of the template's condition ``name``, for these parameters (so
+        ``MarketsParameter`` is made only while ``MerchantMarketsParameter`` is empty, its
+        default, as CloudFormation would)."""
+        if name not in self._decided:
+            if name not in self._conditions:
+                raise LocalError(f"condition {name!r}: not in the template's Conditions")
+            self._decided[name] = self._truth(self._conditions[name], name)
+        return self._decided[name]
+
+    def _truth(self, expr: Any, where: str) -> bool:
+        if isinstance(expr, dict) and len(expr) == 1:
+            ((key, arg),) = expr.items()
+            if key == "Condition":
+                return self.condition(str(arg))
+            if key == "Fn::Equals":
+                left, right = (str(self(v)) for v in arg)
+                return left == right
+            if key == "Fn::Not":
+                return not self._truth(arg[0], where)
+            if key == "Fn::And":
+                return all(self._truth(v, where) for v in arg)
+            if key == "Fn::Or":
+                return any(self._truth(v, where) for v in arg)
+        raise LocalError(f"condition {where!r}: {expr!r} is not evaluated by --aws-local "
+                         "(kernel/aws/local.py: Resolver)")
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -137,6 +170,9 @@ class Resolver:
             if key == "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
                 return self._sub(text, extra)
+            if key == "Fn::If":  # only the branch taken is resolved
+                name, when_true, when_false = arg
+                return self(when_true if self.condition(str(name)) else when_false)
             if key.startswith("Fn::"):
                 raise LocalError(f"{key} is not resolved by --aws-local "
                                  "(kernel/aws/local.py: Resolver)")
@@ -201,13 +237,19 @@ CREATED = {"AWS::DynamoDB::Table": "TableName", "AWS::SSM::Parameter": "Name",
            "AWS::Events::EventBus": "Name"}
 
 
-def plan(template: dict[str, Any], *, admin_token: str, stack: str = STACK) -> Plan:
+def plan(template: dict[str, Any], *, admin_token: str, stack: str = STACK,
+         parameters: dict[str, str] | None = None) -> Plan:
+    """The local stack: ``parameters`` are template parameter values (the others keep
+    their defaults, as ``niaga serve --aws-local`` always does). A resource whose
+    ``Condition`` is false for them is not made."""
     resources: dict[str, Any] = template["Resources"]
-    resolve = Resolver(template, stack, {"AdminToken": admin_token})
+    resolve = Resolver(template, stack, {**(parameters or {}), "AdminToken": admin_token})
     out = Plan(stack)
     for logical, res in resources.items():
         kind = res.get("Type")
         if kind not in CREATED:
+            continue
+        if "Condition" in res and not resolve.condition(str(res["Condition"])):
             continue
         props = dict(res.get("Properties") or {})
         name_prop = CREATED[kind]

@@ -259,6 +259,48 @@ def test_the_plan_gives_the_functions_the_template_environment() -> None:
     assert plan.function("DynamoDB").event["StartingPosition"] == "LATEST"
 
 
+
+def test_the_plan_honours_the_markets_parameter_condition() -> None:
+    """``MarketsParameter`` has ``Condition: CreatesMarketsParameter``: with
+    ``MerchantMarketsParameter`` at its default (empty, what ``serve`` uses) the demo
+    parameter is made as before; set, none is made and the functions read the named one."""
+    template = local.load_template(TEMPLATE)
+    demo = local.plan(template, admin_token="adm_x")
+    assert list(demo.parameters) == ["/niaga-local/markets"]
+    assert demo.parameters["/niaga-local/markets"]["Value"] == (
+        template["Resources"]["MarketsParameter"]["Properties"]["Value"])
+    assert demo.env["NIAGA_MARKETS_PARAM"] == "/niaga-local/markets"
+
+    own = local.plan(template, admin_token="adm_x",
+                     parameters={"MerchantMarketsParameter": "/shop/markets"})
+    assert own.parameters == {}
+    assert own.env["NIAGA_MARKETS_PARAM"] == "/shop/markets"
+    assert set(own.tables) == set(demo.tables) and own.buses == demo.buses
+
+
+def test_the_resolver_evaluates_the_template_conditions() -> None:
+    template = local.load_template(TEMPLATE)
+
+    def conditions(**parameters: str) -> dict[str, bool]:
+        resolve = local.Resolver(template, local.STACK, parameters)
+        return {name: resolve.condition(name) for name in template["Conditions"]}
+
+    assert conditions() == {"HasAlarmEmail": False, "HasNoOrdersAlarm": False,
+                            "CreatesMarketsParameter": True}
+    assert conditions(AlarmEmail="ops@example.com", NoOrdersAlarmHours="6",
+                      MerchantMarketsParameter="/shop/markets") == {
+        "HasAlarmEmail": True, "HasNoOrdersAlarm": True, "CreatesMarketsParameter": False}
+    resolve = local.Resolver({"Conditions": {"Both": {"Fn::And": [
+        {"Condition": "A"}, {"Fn::Or": [{"Fn::Equals": ["x", "y"]}, {"Condition": "A"}]}]},
+        "A": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]}]}},
+        "Resources": {}}, local.STACK, {})
+    assert resolve.condition("Both") is True
+    assert resolve({"Fn::If": ["Both", {"Ref": "AWS::StackName"}, {"Ref": "Unknown"}]}) == (
+        local.STACK)  # the branch not taken is not resolved
+    with pytest.raises(local.LocalError, match="not in the template's Conditions"):
+        resolve.condition("Missing")
+
+
 def test_real_aws_settings_are_dropped_from_the_environment() -> None:
     env = local.aws_environment({
         "PATH": "/usr/bin", "AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIAREAL",

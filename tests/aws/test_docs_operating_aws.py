@@ -2,7 +2,8 @@
 
 `niaga markets push` talks to a moto server here instead of AWS (``AWS_ENDPOINT_URL``,
 test credentials, every other ``AWS_*`` variable dropped), which already holds the
-parameter a deployed stack would (`/niaga-shop/markets`, the demo markets, version 1).
+merchant's own markets parameter as a first push made it (`/niaga-shop/my-markets`, the
+demo markets, version 1).
 `niaga serve --aws-local` is started as a reader starts it, an order placed on it, and
 its output read for the metrics and log fields the page names. The page's tables are
 also checked against the template and the code, so neither drifts from the other.
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.dynamodb
 PAGE = ROOT / "docs" / "operating-aws.md"  # the page: operating-aws.md
 TEMPLATE = ROOT / "infra" / "template.yaml"
 DEMO = ROOT / "kernel" / "data" / "markets.toml"
-PARAM = "/niaga-shop/markets"
+PARAM = "/niaga-shop/my-markets"  # MerchantMarketsParameter
 REGION = "eu-central-1"
 
 
@@ -50,7 +51,8 @@ def _section(title: str) -> str:
 
 @pytest.fixture
 def moto_ssm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A moto server holding the stack's markets parameter; the environment points at it."""
+    """A moto server holding the merchant's markets parameter; the environment points at
+    it."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -68,7 +70,7 @@ def moto_ssm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     ssm = boto3.client("ssm", endpoint_url=endpoint, region_name=REGION,
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     ssm.put_parameter(Name=PARAM, Type="String", Tier="Advanced",
-                      Value=DEMO.read_text(encoding="utf-8"))  # as the stack made it
+                      Value=DEMO.read_text(encoding="utf-8"))  # a first push
     try:
         yield ssm
     finally:
@@ -280,6 +282,19 @@ def test_the_page_lists_every_parameter_output_alarm_and_metric() -> None:
                        "OutboxLag", "RecordFailures", "OrdersExpired"}
     for name in emitted:
         assert f"| `{name}` |" in _section("## Metrics"), name
+
+
+def test_the_page_pushes_to_the_parameter_its_deploy_names() -> None:
+    """The name the page pushes to is the MerchantMarketsParameter its deploy command gives,
+    one the template accepts, and not the demo parameter the stack owns."""
+    template = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    section = _section("### Your own markets parameter")
+    assert f"--parameter-overrides MerchantMarketsParameter={PARAM}\n" in section
+    assert re.fullmatch(template["Parameters"]["MerchantMarketsParameter"]["AllowedPattern"],
+                        PARAM)
+    assert PARAM != "/niaga-shop/markets"
+    pushed = set(re.findall(r"--ssm-name (\S+)", PAGE.read_text(encoding="utf-8")))
+    assert pushed == {PARAM}
 
 
 def test_push_says_what_is_missing_and_puts_nothing(

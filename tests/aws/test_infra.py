@@ -7,7 +7,10 @@ What runs here (no AWS account):
    ``sam package`` does for real (the code zip uploaded to S3, ``CodeUri`` pointing at it);
 3. the deployed data resources are compared with what the kernel itself creates
    (``DynamoStore.create_schema``), and the kernel serves a full checkout on the table,
-   markets parameter and idempotency table the stack made.
+   markets parameter and idempotency table the stack made;
+4. a second stack, deployed with ``MerchantMarketsParameter`` naming a parameter the
+   merchant made first, makes no markets parameter and its functions read (and may read)
+   only the merchant's, which the deploy leaves as it was.
 
 moto gaps, asserted on the template instead of the deployment (see ``test_moto_gaps``):
 moto's CloudFormation skips ``AWS::ApiGatewayV2::*`` (the HTTP API and its stage) and
@@ -19,6 +22,8 @@ function inside every table write (needs Docker; see ``_detach_stream``).
 
 from __future__ import annotations
 
+import ast
+import base64
 import copy
 import io
 import json
@@ -180,6 +185,61 @@ def test_the_markets_parameter_holds_the_demo_markets_file() -> None:
     # over the 4 KB Standard tier, within the 8 KB Advanced tier
     size = len(text.encode())
     assert param["Tier"] == ("Advanced" if size > 4096 else param["Tier"]) and size <= 8192
+
+
+def _if(value: Any) -> tuple[str, Any, Any]:
+    [(key, (condition, when_true, when_false))] = value.items()
+    assert key == "Fn::If", value
+    return condition, when_true, when_false
+
+
+ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+
+
+@pytest.mark.parametrize("which", ["source", "translated"])
+def test_the_markets_parameter_is_made_only_without_a_merchant_one(
+        which: str, translated: dict[str, Any]) -> None:
+    """MerchantMarketsParameter set: no MarketsParameter (its Condition is false), and the
+    functions' NIAGA_MARKETS_PARAM, their ssm:GetParameter grant and the output name the
+    merchant's parameter instead. Empty (the default): the stack's own, as before."""
+    template = source() if which == "source" else translated
+    params = source()["Parameters"]
+    assert params["MerchantMarketsParameter"]["Default"] == ""
+    assert template["Conditions"]["CreatesMarketsParameter"] == {
+        "Fn::Equals": [{"Ref": "MerchantMarketsParameter"}, ""]}
+    res = template["Resources"]
+    made = res["MarketsParameter"]
+    assert made["Condition"] == "CreatesMarketsParameter"
+    # a stack that stops making it (or is deleted) leaves what was pushed into it
+    assert made["DeletionPolicy"] == made["UpdateReplacePolicy"] == "Retain"
+    assert [k for k, v in res.items() if v["Type"] == "AWS::SSM::Parameter"] == [
+        "MarketsParameter"]
+    chosen = ("CreatesMarketsParameter", {"Ref": "MarketsParameter"},
+              {"Ref": "MerchantMarketsParameter"})
+    assert _if(template["Outputs"]["MarketsParameterName"]["Value"]) == chosen
+    if which == "source":
+        env = template["Globals"]["Function"]["Environment"]["Variables"]
+        assert _if(env["NIAGA_MARKETS_PARAM"]) == chosen
+        return
+    for name in FUNCTIONS:
+        env = res[name]["Properties"]["Environment"]["Variables"]
+        assert _if(env["NIAGA_MARKETS_PARAM"]) == chosen, name
+        [grant] = [s for s in _statements(translated, name)
+                   if s.get("Sid") == "ReadMarketsParameter"]
+        assert grant["Action"] == "ssm:GetParameter"
+        assert _if(grant["Resource"]) == (
+            "CreatesMarketsParameter", {"Fn::Sub": ARN + "${MarketsParameter}"},
+            {"Fn::Sub": ARN + "${MerchantMarketsParameter}"}), name
+
+
+def test_the_merchant_markets_parameter_name_makes_a_parameter_arn() -> None:
+    """The grant is ``parameter`` + the name, so only names with a leading slash (SSM's
+    hierarchy form) make the parameter's ARN; the template refuses the others."""
+    pattern = source()["Parameters"]["MerchantMarketsParameter"]["AllowedPattern"]
+    for good in ("", "/shop/markets", "/niaga-shop/markets", "/a.b_c-1"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("shop-markets", "/shop/", "//x", "/a b", "arn:aws:ssm:eu-central-1:1:parameter/x"):
+        assert not re.fullmatch(pattern, bad), bad
 
 
 # -- alarms (docs/operating-aws.md "Alarms") ----------------------------------------------
@@ -502,3 +562,137 @@ def test_a_full_checkout_on_the_deployed_tables(stack: dict[str, Any],
     # the order and its outbox events are items in the deployed table
     items = boto3.client("dynamodb").scan(TableName=out["TableName"])["Items"]
     assert any(order["id"] in str(i) for i in items)
+
+
+# -- 4. a stack on the merchant's own markets parameter -----------------------------------
+
+OWN_STACK, OWN_PARAM = "niaga-own", "/shop/markets"
+
+
+def _own_markets() -> str:
+    """A merchant's file: the demo without Japan, Germany renamed."""
+    text = MARKETS_TOML.read_text(encoding="utf-8").split("# --- Japan")[0]
+    return text.replace('name = "Germany"', 'name = "Deutschland"')
+
+
+@pytest.fixture(scope="module")
+def own_stack(stack: dict[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+    """The merchant pushed their markets first, then deployed with
+    ``MerchantMarketsParameter`` naming them (after ``stack``, whose bucket and code it uses)."""
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=OWN_PARAM, Value=_own_markets(), Type="String", Tier="Advanced")
+    cfn = boto3.client("cloudformation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cfn.create_stack(StackName=OWN_STACK, TemplateBody=json.dumps(translated),
+                         Parameters=[{"ParameterKey": "AdminToken",
+                                      "ParameterValue": ADMIN_TOKEN},
+                                     {"ParameterKey": "MerchantMarketsParameter",
+                                      "ParameterValue": OWN_PARAM}],
+                         Capabilities=["CAPABILITY_IAM"])
+    desc = cfn.describe_stacks(StackName=OWN_STACK)["Stacks"][0]
+    assert desc["StackStatus"] == "CREATE_COMPLETE", desc.get("StackStatusReason")
+    summaries = cfn.list_stack_resources(StackName=OWN_STACK)["StackResourceSummaries"]
+    out = {"outputs": {o["OutputKey"]: o["OutputValue"] for o in desc["Outputs"]},
+           "resources": {r["LogicalResourceId"]: r for r in summaries}}
+    _detach_stream(out["outputs"]["TableName"])
+    return out
+
+
+def test_a_stack_given_a_merchant_parameter_makes_none_and_reads_that_one(
+        own_stack: dict[str, Any]) -> None:
+    res, out = own_stack["resources"], own_stack["outputs"]
+    assert "MarketsParameter" not in res
+    assert not [r for r in res.values() if r["ResourceType"] == "AWS::SSM::Parameter"]
+    assert out["MarketsParameterName"] == OWN_PARAM
+    # the deploy left the merchant's file as it was: the same value, still version 1
+    param = boto3.client("ssm").get_parameter(Name=OWN_PARAM)["Parameter"]
+    assert (param["Value"], param["Version"]) == (_own_markets(), 1)
+    names = {p["Name"] for p in boto3.client("ssm").describe_parameters()["Parameters"]}
+    assert f"/{OWN_STACK}/markets" not in names
+
+    lam, iam = boto3.client("lambda"), boto3.client("iam")
+    own_arn = f"arn:aws:ssm:{REGION}:123456789012:parameter{OWN_PARAM}"
+    for name in FUNCTIONS:
+        physical = res[name]["PhysicalResourceId"]
+        env = lam.get_function_configuration(FunctionName=physical)["Environment"]["Variables"]
+        assert env["NIAGA_MARKETS_PARAM"] == OWN_PARAM, name
+        role = res[f"{name}Role"]["PhysicalResourceId"]
+        grants = [s for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]
+                  for s in _policy(iam.get_role_policy(RoleName=role, PolicyName=policy))
+                  if "ssm:GetParameter" in ([s["Action"]] if isinstance(s["Action"], str)
+                                            else s["Action"])]
+        assert [g["Resource"] for g in grants] == [own_arn], (name, grants)
+
+
+def _policy(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    doc = answer["PolicyDocument"]
+    if isinstance(doc, str):  # moto keeps a CloudFormation-made role's policy as str(dict)
+        doc = json.loads(doc) if doc.startswith('{"') else ast.literal_eval(doc)
+    statements = doc["Statement"]
+    return statements if isinstance(statements, list) else [statements]
+
+
+def test_the_api_function_of_that_stack_serves_the_merchants_markets(
+        own_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API handler, in the deployed function's environment, answers /markets from
+    the merchant's parameter (no Japan; Germany as the merchant named it)."""
+    from kernel.aws import api
+    from tests.aws.test_handlers import Context, http_event
+
+    physical = own_stack["resources"]["ApiFunction"]["PhysicalResourceId"]
+    env = boto3.client("lambda").get_function_configuration(
+        FunctionName=physical)["Environment"]["Variables"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("NIAGA_DYNAMODB_ENDPOINT", raising=False)
+    monkeypatch.delenv("NIAGA_ADMIN_TOKEN_PARAM", raising=False)
+    api.reset()
+    try:
+        answer = api.handler(http_event("GET", "/markets"), Context())
+    finally:
+        api.reset()
+    assert answer["statusCode"] == 200, answer
+    body = answer["body"]
+    markets = json.loads(base64.b64decode(body) if answer.get("isBase64Encoded") else body)
+    assert {m["code"]: m["name"] for m in markets} == {
+        "ID": "Indonesia", "DE": "Deutschland", "US": "United States"}
+
+
+
+def test_switching_a_stack_to_its_own_parameter_leaves_the_pushed_file(
+        stack: dict[str, Any], translated: dict[str, Any]) -> None:
+    """The way out for a stack deployed before MerchantMarketsParameter: the merchant's file
+    is in the stack's own /<stack>/markets, and they deploy with
+    MerchantMarketsParameter=/<stack>/markets. On AWS the stack then drops MarketsParameter
+    (its Condition turned false) and, the resource being retained (asserted on the
+    template above), the parameter stays with the merchant's file in it. moto gap, pinned:
+    moto's update_stack keeps a resource whose Condition turned false. What moto does show:
+    that deploy writes nothing to the parameter, and the functions read it by its name."""
+    name, param = "niaga-moving", "/niaga-moving/markets"
+    cfn, ssm = boto3.client("cloudformation"), boto3.client("ssm")
+    token = {"ParameterKey": "AdminToken", "ParameterValue": ADMIN_TOKEN}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cfn.create_stack(StackName=name, TemplateBody=json.dumps(translated),
+                         Parameters=[token], Capabilities=["CAPABILITY_IAM"])
+        outputs = {o["OutputKey"]: o["OutputValue"]
+                   for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]}
+        _detach_stream(outputs["TableName"])
+        assert outputs["MarketsParameterName"] == param
+        ssm.put_parameter(Name=param, Value=_own_markets(), Type="String", Overwrite=True)
+        cfn.update_stack(StackName=name, TemplateBody=json.dumps(translated),
+                         Parameters=[token, {"ParameterKey": "MerchantMarketsParameter",
+                                             "ParameterValue": param}],
+                         Capabilities=["CAPABILITY_IAM"])
+    desc = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    assert desc["StackStatus"] == "UPDATE_COMPLETE", desc.get("StackStatusReason")
+    resources = {r["LogicalResourceId"]: r for r in
+                 cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]}
+    assert "MarketsParameter" in resources  # the moto gap; AWS removes it (and retains it)
+    p = ssm.get_parameter(Name=param)["Parameter"]
+    assert (p["Value"], p["Version"]) == (_own_markets(), 2)  # the push, not the demo
+    physical = resources["ApiFunction"]["PhysicalResourceId"]
+    env = boto3.client("lambda").get_function_configuration(
+        FunctionName=physical)["Environment"]["Variables"]
+    assert env["NIAGA_MARKETS_PARAM"] == param
