@@ -56,6 +56,7 @@ from benchlib import (
     niaga_command,
     run_context,
     say,
+    section_head,
     stop,
     wait_ready,
     write_section,
@@ -337,15 +338,8 @@ def render(args: argparse.Namespace, ops: dict[str, Any], sc: dict[str, Any], co
     few, many = sc["few"], sc["many"]
     m4, m40 = sc["m4"], sc["m40"]
     lines = [
-        START,
-        "## Cart operations and how checkout cost grows (issue 6)",
-        "",
-        f"Measured {when} by `tests/bench/bench_cart.py`:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *section_head(START, "Cart operations and how checkout cost grows (issue 6)",
+                      "bench_cart.py", when, command),
         f"- machine: `os.cpu_count()` = {os.cpu_count()}, load average at start {load}; "
         f"Python {platform.python_version()}. Absolute numbers drift with the machine's load "
         "(it is shared); compare the ratios, each to a floor measured in the same run.",

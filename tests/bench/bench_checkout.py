@@ -50,10 +50,12 @@ from benchlib import (
     WAREHOUSE,
     WARMUP_CHECKOUTS,
     StatementLog,
+    failed_samples,
     kind_of,
     met,
     run_context,  # tests/bench/benchlib.py: shared with the other scripts
     say,
+    section_head,
     server_run,
     short_sql,
     write_section,
@@ -201,15 +203,8 @@ def render(args: argparse.Namespace, srv: dict[str, Any], sql: dict[str, Any],
     ratio_p50 = a["p50"] / fl["p50"]
     ratio_rate = srv["floor_rate"] / srv["b_rate"]
     lines = [
-        START,
-        "## Checkout on SQLite (issue 2)",
-        "",
-        f"Measured {when} by `tests/bench/bench_checkout.py`:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *section_head(START, "Checkout on SQLite (issue 2)",
+                      "bench_checkout.py", when, command),
         f"- machine: `os.cpu_count()` = {os.cpu_count()}, load average at start {load}; "
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
         f"SQLite {sqlite_version()}, {platform.system()} {platform.machine()}",
@@ -293,11 +288,7 @@ def render(args: argparse.Namespace, srv: dict[str, Any], sql: dict[str, Any],
                      + ", ".join(f"`{s}`" for s, _fn in m["list"]) + "." if m["list"] else
                      f"For context, {label}: {m['counter']} statements.")
         lines.append("")
-    samples = srv["a_error_samples"] + srv["b_error_samples"]
-    if samples:
-        lines += ["### Failed checkouts (first responses)", ""]
-        lines += [f"- `{s[:600]}`" for s in samples]
-        lines.append("")
+    lines += failed_samples(srv, "### Failed checkouts (first responses)")
     lines.append(END)
     return "\n".join(lines)
 

@@ -32,8 +32,10 @@ from benchlib import (
     SKUS,
     WAREHOUSE,
     WARMUP_CHECKOUTS,
+    failed_samples,
     run_context,
     say,
+    section_head,
     server_run,
     write_section,
 )
@@ -60,15 +62,8 @@ def render(args: argparse.Namespace, srv: dict[str, Any], command: str, when: st
     a, fl = srv["a"], srv["floor_seq"]
     errors = srv["a_errors"] + srv["b_errors"]
     lines = [
-        START,
-        "## Checkout on PostgreSQL, several workers (issue 6)",
-        "",
-        f"Measured {when} by `tests/bench/bench_postgres.py`:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *section_head(START, "Checkout on PostgreSQL, several workers (issue 6)",
+                      "bench_postgres.py", when, command),
         f"- machine: `os.cpu_count()` = {os.cpu_count()}, load average at start {load}; "
         f"Python {platform.python_version()}, PostgreSQL {pg_version} on 127.0.0.1 "
         "(same machine, shared with the server and the client)",
@@ -102,11 +97,7 @@ def render(args: argparse.Namespace, srv: dict[str, Any], command: str, when: st
         f"1/{srv['floor_rate'] / srv['b_rate']:.1f} of GET /markets |",
         "",
     ]
-    samples = srv["a_error_samples"] + srv["b_error_samples"]
-    if samples:
-        lines += ["Failed checkouts (first responses):", ""]
-        lines += [f"- `{s[:600]}`" for s in samples]
-        lines.append("")
+    lines += failed_samples(srv, "Failed checkouts (first responses):")
     lines.append(END)
     return "\n".join(lines)
 

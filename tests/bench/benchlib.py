@@ -52,6 +52,20 @@ def run_context(script: str, argv: list[str] | None) -> tuple[str, str, str]:
     return command.rstrip(), when, load
 
 
+def section_head(start: str, title: str, script: str, when: str, command: str) -> list[str]:
+    """The first lines of a report section: its marker, title and the command that ran."""
+    return [start, f"## {title}", "", f"Measured {when} by `tests/bench/{script}`:", "",
+            "```", command, "```", ""]
+
+
+def failed_samples(srv: dict[str, Any], heading: str) -> list[str]:
+    """The first error responses of a server run (``server_run``), under ``heading``."""
+    samples = srv["a_error_samples"] + srv["b_error_samples"]
+    if not samples:
+        return []
+    return [heading, "", *(f"- `{s[:600]}`" for s in samples), ""]
+
+
 # -- HTTP client --------------------------------------------------------------------------
 
 
